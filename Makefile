@@ -1,0 +1,41 @@
+# Two commands set up everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := libs/events libs/runtime libs/quant $(sort $(wildcard services/*))
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint schemas schemas-check bench clean infra-up infra-down
+
+install: $(STAMP)
+
+$(STAMP): constraints.txt requirements-dev.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" wheel
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	touch $@
+
+run: install
+	$(BIN)/ata up
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check libs services tests bench
+	$(BIN)/mypy --strict libs/events/ata libs/runtime/ata libs/quant/ata
+
+schemas: install
+	$(BIN)/ata schemas write
+
+bench: install
+	$(BIN)/python -m bench
+
+infra-up: install
+	$(BIN)/ata infra up
+
+infra-down: install
+	$(BIN)/ata infra down
+
+clean:
+	rm -rf $(VENV) .ata .pytest_cache .mypy_cache .ruff_cache

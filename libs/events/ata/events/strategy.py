@@ -1,0 +1,37 @@
+"""Strategy events: per-strategy signals and per-symbol target proposals."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ata.events.envelope import Event
+from ata.events.values import FiniteFloat, Price, Symbol, Unit
+
+
+class SignalGenerated(Event):
+    """One strategy's view of one symbol at one bar."""
+
+    strategy: str = Field(min_length=1, max_length=64)
+    symbol: Symbol
+    direction: int = Field(ge=-1, le=1)
+    strength: Unit
+    horizon_bars: int = Field(ge=1)
+
+
+class ContributingSignal(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: str
+    strength: Unit
+    weight: FiniteFloat
+
+
+class TargetProposed(Event):
+    """The meta-strategy's target for a symbol, as a fraction of equity (signed)."""
+
+    symbol: Symbol
+    target_weight: float = Field(ge=-10.0, le=10.0, allow_inf_nan=False)
+    reference_price: Price
+    method: str = Field(min_length=1, max_length=64)
+    regime: str = Field(default="", max_length=64)
+    contributions: tuple[ContributingSignal, ...] = ()

@@ -1,0 +1,1 @@
+"""ata.quant: pure numerics — indicators, regime filters, risk math, accounting, metrics."""

@@ -1,0 +1,1 @@
+"""ata.runtime: how a service lives — bus, service base, resilience, telemetry, config, infra."""
