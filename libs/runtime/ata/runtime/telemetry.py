@@ -1,0 +1,235 @@
+"""Structured JSON logs and OpenTelemetry tracing linked through Kafka headers.
+
+Logging contract: after :func:`configure_logging` every record is written as one JSON
+object per line with ``ts`` (ISO-8601 UTC), ``level``, ``logger``, ``msg``, ``service``,
+``instance``, ``trace_id``/``span_id`` (hex, only inside a recording span), ``exc`` (the
+formatted traceback, when there is one) and every ``extra=`` field of the call.
+
+Tracing contract: one SDK :class:`TracerProvider` per process (:func:`tracer_provider`).
+It has no exporter unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set and the OTLP exporter
+package is installed; tests attach an in-memory exporter with
+:func:`add_span_processor`. Trace context travels in Kafka headers as W3C
+``traceparent``/``tracestate``: :func:`inject_headers` writes the current context,
+:func:`extract_context` reads it back, and :func:`consumer_span` opens the CONSUMER span
+of one handled message, parented by the incoming headers, so whatever is published
+inside it carries the same trace id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import orjson
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = [
+    "JsonFormatter",
+    "KafkaHeaders",
+    "add_span_processor",
+    "configure_logging",
+    "consumer_span",
+    "extract_context",
+    "inject_headers",
+    "producer_span",
+    "tracer",
+    "tracer_provider",
+]
+
+#: Kafka headers as aiokafka hands them out (``[(key, bytes)]``) or as a plain mapping.
+KafkaHeaders = Mapping[str, str | bytes] | Sequence[tuple[str, bytes | None]]
+
+TRACER_NAME = "ata.runtime"
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD_RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line (see the module contract)."""
+
+    def __init__(self, service: str, instance: str) -> None:
+        super().__init__()
+        self.service = service
+        self.instance = instance
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "service": self.service,
+            "instance": self.instance,
+        }
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = format(span_context.trace_id, "032x")
+            entry["span_id"] = format(span_context.span_id, "016x")
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_RECORD_KEYS and key not in entry:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        # default=str: extras may be UUIDs, enums, Decimals...; a log line must never raise.
+        return orjson.dumps(entry, default=str).decode()
+
+
+class _JsonHandler(logging.StreamHandler[IO[str]]):
+    """Marker type so :func:`configure_logging` can replace its own handler on a second call."""
+
+
+def configure_logging(service: str, instance: str, level: str | int = "INFO", stream: IO[str] | None = None) -> None:
+    """Send every log record of the process to ``stream`` (stderr) as JSON lines.
+
+    Idempotent: a second call replaces the handler installed by the first. Handlers
+    installed by others (e.g. pytest's capture) are left in place.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _JsonHandler)]:
+        root.removeHandler(handler)
+    handler = _JsonHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter(service, instance))
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    # The Kafka client logs every rebalance and connection at INFO; keep the service's own lines readable.
+    logging.getLogger("aiokafka").setLevel(max(root.level, logging.WARNING))
+
+
+def _otlp_processor() -> SpanProcessor | None:
+    """An OTLP batch exporter when explicitly configured and installed; never by default."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        logging.getLogger(__name__).warning(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp-proto-http is not installed; "
+            "spans are not exported"
+        )
+        return None
+    return BatchSpanProcessor(OTLPSpanExporter())
+
+
+def tracer_provider(service: str = "ata", instance: str = "") -> TracerProvider:
+    """The process's SDK tracer provider, created and installed globally on first call.
+
+    ``service``/``instance`` only name the resource when this call creates the provider;
+    per-span service names are span attributes (several services may share a process in tests).
+    """
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current
+    attributes = {"service.name": service}
+    if instance:
+        attributes["service.instance.id"] = instance
+    provider = TracerProvider(resource=Resource.create(attributes))
+    processor = _otlp_processor()
+    if processor is not None:
+        provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    # set_tracer_provider refuses to replace an already-set provider; return what is really global.
+    installed = trace.get_tracer_provider()
+    return installed if isinstance(installed, TracerProvider) else provider
+
+
+def add_span_processor(processor: SpanProcessor) -> None:
+    """Attach ``processor`` (e.g. a ``SimpleSpanProcessor(InMemorySpanExporter())``) to the process provider."""
+    tracer_provider().add_span_processor(processor)
+
+
+def tracer() -> trace.Tracer:
+    """The runtime's tracer from the process provider."""
+    return tracer_provider().get_tracer(TRACER_NAME)
+
+
+def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Write the current trace context (``traceparent``, ``tracestate``) into ``headers`` and return it.
+
+    Outside a span nothing is written.
+    """
+    carrier: dict[str, str] = {} if headers is None else headers
+    _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+def _as_text_mapping(headers: KafkaHeaders | None) -> dict[str, str]:
+    if headers is None:
+        return {}
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    result: dict[str, str] = {}
+    for key, value in items:
+        if value is None:
+            continue
+        result[key.lower()] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return result
+
+
+def extract_context(headers: KafkaHeaders | None) -> otel_context.Context:
+    """The trace context carried by Kafka ``headers``; an empty context when absent or malformed."""
+    return _PROPAGATOR.extract(_as_text_mapping(headers))
+
+
+@contextmanager
+def consumer_span(
+    service: str,
+    topic: str,
+    headers: KafkaHeaders | None,
+    *,
+    attributes: Mapping[str, str | int] | None = None,
+) -> Iterator[Span]:
+    """The CONSUMER span of one handled message from ``topic``, current while the block runs.
+
+    Parented by the trace context in ``headers`` (a new trace when there is none).
+    An exception leaving the block is recorded on the span and re-raised.
+    """
+    span_attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.operation": "process",
+        "messaging.destination.name": topic,
+        "ata.service": service,
+    }
+    if attributes:
+        span_attributes.update(attributes)
+    with tracer().start_as_current_span(
+        f"{topic} process",
+        context=extract_context(headers),
+        kind=SpanKind.CONSUMER,
+        attributes=span_attributes,
+    ) as span:
+        yield span
+
+
+@contextmanager
+def producer_span(service: str, topic: str, *, attributes: Mapping[str, str | int] | None = None) -> Iterator[Span]:
+    """A PRODUCER span around publishing to ``topic``; a child of the current span, else a new trace.
+
+    Background producers (a market data source) use it so each origin event starts the
+    trace that its downstream effects join.
+    """
+    span_attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.operation": "publish",
+        "messaging.destination.name": topic,
+        "ata.service": service,
+    }
+    if attributes:
+        span_attributes.update(attributes)
+    with tracer().start_as_current_span(f"{topic} publish", kind=SpanKind.PRODUCER, attributes=span_attributes) as span:
+        yield span
