@@ -6,6 +6,15 @@ Import models from here: ``from ata.events import BarClosed, SubmitOrder``.
 from ata.events.catalogue import CATALOGUE, all_message_classes, message_class, register
 from ata.events.control import FlattenAll, HaltTrading, ResumeTrading, RiskLimits, SetRiskLimits
 from ata.events.envelope import ATA_NAMESPACE, Command, Event, Message, derived_id, origin_id
+from ata.events.execution import (
+    EXECUTION_ALIGNMENT,
+    ExecutionQualityMeasured,
+    OrderReconciled,
+    OrderStatus,
+    OrderTransitionRefused,
+    PositionMismatchDetected,
+    ReconcileAction,
+)
 from ata.events.market import (
     AnomalyKind,
     BarClosed,
@@ -53,13 +62,14 @@ from ata.events.values import (
 )
 
 __all__ = [
-    "ATA_NAMESPACE", "CATALOGUE", "MARKET_KEY", "ORDER_LIFECYCLE", "REGISTRY", "SERVICES",
+    "ATA_NAMESPACE", "CATALOGUE", "EXECUTION_ALIGNMENT", "MARKET_KEY", "ORDER_LIFECYCLE", "REGISTRY", "SERVICES",
     "AnomalyKind", "BarClosed", "CancelOrder", "Command", "ContributingSignal", "DataAnomalyDetected",
-    "DataReliabilityChanged", "DeadLetterRecorded", "DenialReason", "Event", "FillReported", "FlattenAll",
-    "GroundTruthRegimeObserved", "HaltTrading", "HeartbeatEmitted", "JournalAvailabilityChanged", "Message",
-    "NewsPublished", "OrderAccepted", "OrderCanceled", "OrderDenied", "OrderExpired", "OrderFilled",
-    "OrderPartiallyFilled", "OrderRejected", "OrderSubmitted", "OrderType", "OversightReviewed",
-    "PortfolioSnapshotTaken", "PositionView", "QuoteUpdated", "RegimeChanged", "RegimeLabel",
+    "DataReliabilityChanged", "DeadLetterRecorded", "DenialReason", "Event", "ExecutionQualityMeasured",
+    "FillReported", "FlattenAll", "GroundTruthRegimeObserved", "HaltTrading", "HeartbeatEmitted",
+    "JournalAvailabilityChanged", "Message", "NewsPublished", "OrderAccepted", "OrderCanceled", "OrderDenied",
+    "OrderExpired", "OrderFilled", "OrderPartiallyFilled", "OrderReconciled", "OrderRejected", "OrderStatus",
+    "OrderSubmitted", "OrderTransitionRefused", "OrderType", "OversightReviewed", "PortfolioSnapshotTaken",
+    "PositionMismatchDetected", "PositionView", "QuoteUpdated", "ReconcileAction", "RegimeChanged", "RegimeLabel",
     "RegimeStateUpdated", "ResumeTrading", "RiskLimits", "SentimentScored", "ServiceStatus", "SetRiskLimits",
     "Severity", "Side", "SignalGenerated", "SubmitOrder", "TargetProposed", "TimeInForce", "Topic",
     "TopicRegistry", "TradingState", "TradingStateChanged", "Verdict", "all_message_classes",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ata.events.control import FlattenAll, HaltTrading, ResumeTrading, SetRiskLimits
 from ata.events.envelope import Message
+from ata.events.execution import EXECUTION_ALIGNMENT, ExecutionQualityMeasured
 from ata.events.market import (
     BarClosed,
     DataAnomalyDetected,
@@ -41,6 +42,8 @@ CATALOGUE: tuple[type[Message], ...] = (
     CancelOrder,
     *ORDER_LIFECYCLE,
     FillReported,
+    *EXECUTION_ALIGNMENT,
+    ExecutionQualityMeasured,
     OrderDenied,
     TradingStateChanged,
     PortfolioSnapshotTaken,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ata.events.control import FlattenAll, HaltTrading, ResumeTrading, SetRiskLimits
 from ata.events.envelope import Message
+from ata.events.execution import EXECUTION_ALIGNMENT, ExecutionQualityMeasured
 from ata.events.market import (
     BarClosed,
     DataAnomalyDetected,
@@ -109,6 +110,10 @@ _BASE_TOPICS: tuple[Topic, ...] = (
           retention_ms=30 * DAY_MS, description="Order lifecycle events"),
     Topic("orders.fills.v1", (FillReported,), "client_order_id", 6, ("execution",), ("gateway",), ("risk",),
           retention_ms=90 * DAY_MS, description="Fills (incremental quantities)"),
+    Topic("execution.alignment.v1", EXECUTION_ALIGNMENT, "broker", 3, ("execution",), ("gateway",),
+          retention_ms=90 * DAY_MS, description="Refused order transitions and reconciliation realignments"),
+    Topic("execution.quality.v1", (ExecutionQualityMeasured,), "symbol", 3, ("execution",), ("gateway",),
+          retention_ms=90 * DAY_MS, description="Implementation shortfall and slippage per completed order"),
     Topic("risk.decisions.v1", (OrderDenied,), "symbol", 3, ("risk",), ("gateway",),
           retention_ms=30 * DAY_MS, description="Risk denials with stable reason codes"),
     Topic("risk.state.v1", (TradingStateChanged,), None, 1, ("risk",), ("execution", "gateway"),
