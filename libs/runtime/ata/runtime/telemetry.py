@@ -30,7 +30,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -42,6 +43,7 @@ __all__ = [
     "consumer_span",
     "extract_context",
     "inject_headers",
+    "memory_exporter",
     "producer_span",
     "tracer",
     "tracer_provider",
@@ -152,6 +154,21 @@ def tracer_provider(service: str = "ata", instance: str = "") -> TracerProvider:
 def add_span_processor(processor: SpanProcessor) -> None:
     """Attach ``processor`` (e.g. a ``SimpleSpanProcessor(InMemorySpanExporter())``) to the process provider."""
     tracer_provider().add_span_processor(processor)
+
+
+_memory_exporter: InMemorySpanExporter | None = None
+
+
+def memory_exporter() -> InMemorySpanExporter:
+    """An in-memory exporter attached to the process provider (once), for tests and diagnostics.
+
+    Finished spans accumulate until ``clear()``; filter them by trace id or attributes.
+    """
+    global _memory_exporter  # noqa: PLW0603 - one exporter per process, like the provider itself
+    if _memory_exporter is None:
+        _memory_exporter = InMemorySpanExporter()
+        add_span_processor(SimpleSpanProcessor(_memory_exporter))
+    return _memory_exporter
 
 
 def tracer() -> trace.Tracer:
