@@ -2,8 +2,10 @@
 
 Names follow ``<domain>.<stream>.v<N>``. Every topic has a dead-letter sibling
 ``<name>.dlq`` carrying :class:`DeadLetterRecorded`. Consumptions marked ``feedback``
-close a deliberate loop (risk consumes the fills its own orders cause); the service
-graph must be acyclic once feedback edges are set aside.
+close a deliberate loop: risk consumes the fills its own orders cause; risk takes operator
+commands that a human issues after watching the gateway; the gateway watches heartbeats
+and dead letters that it also emits itself. The service graph must be acyclic once
+feedback edges are set aside (``ata topics graph`` checks it).
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ _BASE_TOPICS: tuple[Topic, ...] = (
           retention_ms=30 * DAY_MS, description="Acquired news items"),
     Topic("sentiment.scores.v1", (SentimentScored,), "symbol", 6, ("sentiment",), ("strategy", "gateway"),
           description="Per-symbol sentiment"),
-    Topic("regime.states.v1", (RegimeStateUpdated, RegimeChanged), "symbol", 6, ("regime",), ("strategy", "risk", "oversight", "gateway"),
+    Topic("regime.states.v1", (RegimeStateUpdated, RegimeChanged), "symbol", 6, ("regime",),
+          ("strategy", "risk", "oversight", "gateway"),
           description="Regime state per symbol and _market, and confirmed changes"),
     Topic("strategy.signals.v1", (SignalGenerated,), "symbol", 6, ("strategy",), ("gateway",),
           description="Per-strategy signals"),
@@ -120,9 +123,9 @@ _BASE_TOPICS: tuple[Topic, ...] = (
           compacted=True, description="Trading state changes with their reasons"),
     Topic("portfolio.snapshots.v1", (PortfolioSnapshotTaken,), None, 1, ("risk",), ("gateway",),
           description="Portfolio snapshots"),
-    Topic("control.commands.v1", (HaltTrading, ResumeTrading, FlattenAll, SetRiskLimits), None, 1, ("gateway",), ("risk",),
+    Topic("control.commands.v1", (HaltTrading, ResumeTrading, FlattenAll, SetRiskLimits), None, 1, ("gateway",), (), ("risk",),
           retention_ms=90 * DAY_MS, description="Operator control commands"),
-    Topic("system.heartbeats.v1", (HeartbeatEmitted,), "service", 1, ALL_SERVICES_BUT_JOURNAL + ("journal",), ("gateway",),
+    Topic("system.heartbeats.v1", (HeartbeatEmitted,), "service", 1, (*ALL_SERVICES_BUT_JOURNAL, "journal"), (), ("gateway",),
           retention_ms=DAY_MS, description="Service heartbeats"),
     Topic("system.journal.v1", (JournalAvailabilityChanged,), None, 1, ("journal",), ("risk", "gateway"),
           description="Journal availability (risk fails closed on unavailable)"),
@@ -136,7 +139,8 @@ def _dlq_topic(topic: Topic) -> Topic:
         key_field="original_key",
         partitions=1,
         producers=tuple(sorted(set(topic.consumers) | set(topic.feedback_consumers) | {"journal"})),
-        consumers=("gateway",),
+        consumers=(),
+        feedback_consumers=("gateway",),
         retention_ms=30 * DAY_MS,
         description=f"Dead letters of {topic.name}",
         dlq_of=topic.name,
