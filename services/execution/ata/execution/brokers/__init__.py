@@ -1,0 +1,1 @@
+"""Broker adapters implementing :class:`ata.execution.core.ports.BrokerPort`."""

@@ -1,0 +1,1 @@
+"""Pure execution domain: order state machine, broker port, slippage, slicing, routing, reconciliation."""
