@@ -60,6 +60,8 @@ class AnomalyKind(StrEnum):
     NON_POSITIVE = "non_positive"
     CROSSED_QUOTE = "crossed_quote"
     SOURCE_DISAGREEMENT = "source_disagreement"
+    #: A source record that could not be parsed (evidence names the file and line).
+    MALFORMED_RECORD = "malformed_record"
 
 
 class Severity(StrEnum):
