@@ -45,6 +45,7 @@ from ata.events.risk import (
     OrderDenied,
     PortfolioSnapshotTaken,
     PositionView,
+    RiskLimitsChanged,
     TradingState,
     TradingStateChanged,
 )
@@ -70,7 +71,7 @@ __all__ = [
     "OrderExpired", "OrderFilled", "OrderPartiallyFilled", "OrderReconciled", "OrderRejected", "OrderStatus",
     "OrderSubmitted", "OrderTransitionRefused", "OrderType", "OversightReviewed", "PortfolioSnapshotTaken",
     "PositionMismatchDetected", "PositionView", "QuoteUpdated", "ReconcileAction", "RegimeChanged", "RegimeLabel",
-    "RegimeStateUpdated", "ResumeTrading", "RiskLimits", "SentimentScored", "ServiceStatus", "SetRiskLimits",
+    "RegimeStateUpdated", "ResumeTrading", "RiskLimits", "RiskLimitsChanged", "SentimentScored", "ServiceStatus", "SetRiskLimits",
     "Severity", "Side", "SignalGenerated", "SubmitOrder", "TargetProposed", "TimeInForce", "Topic",
     "TopicRegistry", "TradingState", "TradingStateChanged", "Verdict", "all_message_classes",
     "client_order_id_for", "derived_id", "message_class", "origin_id", "register", "round_price",

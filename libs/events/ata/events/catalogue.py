@@ -21,7 +21,7 @@ from ata.events.orders import (
 )
 from ata.events.oversight import OversightReviewed
 from ata.events.regime import RegimeChanged, RegimeStateUpdated
-from ata.events.risk import OrderDenied, PortfolioSnapshotTaken, TradingStateChanged
+from ata.events.risk import OrderDenied, PortfolioSnapshotTaken, RiskLimitsChanged, TradingStateChanged
 from ata.events.strategy import SignalGenerated, TargetProposed
 from ata.events.system import DeadLetterRecorded, HeartbeatEmitted, JournalAvailabilityChanged
 
@@ -46,6 +46,7 @@ CATALOGUE: tuple[type[Message], ...] = (
     ExecutionQualityMeasured,
     OrderDenied,
     TradingStateChanged,
+    RiskLimitsChanged,
     PortfolioSnapshotTaken,
     HaltTrading,
     ResumeTrading,

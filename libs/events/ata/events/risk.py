@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ata.events.control import RiskLimits
 from ata.events.envelope import Event
 from ata.events.values import Money, NonNegativeFloat, Price, SignedQuantity, Symbol
 
@@ -79,3 +80,12 @@ class PortfolioSnapshotTaken(Event):
     net_exposure: Money = 0.0
     drawdown: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     trading_state: TradingState = TradingState.ACTIVE
+
+
+class RiskLimitsChanged(Event):
+    """Risk's answer to ``SetRiskLimits``: applied (``accepted``) or refused with the reason."""
+
+    accepted: bool
+    requested: RiskLimits
+    symbols: tuple[Symbol, ...] = Field(default=(), description="empty = portfolio-wide")
+    reason: str = Field(max_length=1000, description="why it was refused, or the operator's reason when applied")

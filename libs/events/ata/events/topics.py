@@ -28,7 +28,7 @@ from ata.events.news import NewsPublished, SentimentScored
 from ata.events.orders import ORDER_LIFECYCLE, CancelOrder, FillReported, SubmitOrder
 from ata.events.oversight import OversightReviewed
 from ata.events.regime import RegimeChanged, RegimeStateUpdated
-from ata.events.risk import OrderDenied, PortfolioSnapshotTaken, TradingStateChanged
+from ata.events.risk import OrderDenied, PortfolioSnapshotTaken, RiskLimitsChanged, TradingStateChanged
 from ata.events.strategy import SignalGenerated, TargetProposed
 from ata.events.system import DeadLetterRecorded, HeartbeatEmitted, JournalAvailabilityChanged
 
@@ -121,6 +121,8 @@ _BASE_TOPICS: tuple[Topic, ...] = (
           retention_ms=30 * DAY_MS, description="Risk denials with stable reason codes"),
     Topic("risk.state.v1", (TradingStateChanged,), None, 1, ("risk",), ("execution", "gateway"),
           compacted=True, description="Trading state changes with their reasons"),
+    Topic("risk.limits.v1", (RiskLimitsChanged,), None, 1, ("risk",), ("gateway",),
+          retention_ms=90 * DAY_MS, description="Risk limit changes applied or refused, with reasons"),
     Topic("portfolio.snapshots.v1", (PortfolioSnapshotTaken,), None, 1, ("risk",), ("gateway",),
           description="Portfolio snapshots"),
     Topic("control.commands.v1", (HaltTrading, ResumeTrading, FlattenAll, SetRiskLimits), None, 1, ("gateway",), (), ("risk",),
