@@ -1,0 +1,5 @@
+"""``python -m ata.risk`` runs the risk service."""
+
+from ata.risk.service import main
+
+main()

@@ -1,0 +1,681 @@
+"""The risk engine: events in, orders/denials/state changes/snapshots out. Pure and deterministic.
+
+``RiskEngine.handle(message)`` folds one input event into the state and returns the output
+messages. Time comes only from ``ts_event`` (and :meth:`RiskEngine.advance` for the oversight
+timeout when a shell wants wall-clock progress without new events). Output ids derive from
+the causing event (``Message.caused_by``); an order's intent id derives from the target's
+event id, so replays reproduce the same intents and client order ids.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ata.events import (
+    BarClosed,
+    DataReliabilityChanged,
+    DenialReason,
+    FillReported,
+    FlattenAll,
+    HaltTrading,
+    JournalAvailabilityChanged,
+    Message,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderRejected,
+    OversightReviewed,
+    PortfolioSnapshotTaken,
+    PositionView,
+    QuoteUpdated,
+    RegimeLabel,
+    RegimeStateUpdated,
+    ResumeTrading,
+    RiskLimitsChanged,
+    SetRiskLimits,
+    Side,
+    SubmitOrder,
+    TargetProposed,
+    TradingState,
+    TradingStateChanged,
+    Verdict,
+    client_order_id_for,
+    derived_id,
+    round_quantity,
+)
+from ata.events.values import MARKET_KEY
+from ata.quant.accounting import Portfolio
+from ata.risk.config import RiskSettings
+from ata.risk.core import checks, clusters
+from ata.risk.core.drawdown import DailyLoss, DrawdownPolicy, DrawdownTier
+from ata.risk.core.limits import LimitBook, Limits, LimitsError
+from ata.risk.core.market import MarketParams, SymbolMarket
+from ata.risk.core.sizing import SizingInput, SizingParams, annual_vol, size_target
+from ata.risk.core.states import TradingStateMachine, Transition
+from ata.risk.core.stress import Exposure, StressPolicy, StressSignals, UnwindLeg, hedge_quantity, next_slice, plan_unwind
+from ata.risk.core.throttle import TokenBucket
+
+NS_PER_MS = 1_000_000
+#: Bounded memory for verdicts that arrive before their target, and for seen fill ids.
+MAX_EARLY_REVIEWS = 10_000
+MAX_SEEN_FILLS = 50_000
+TERMINAL_ORDER_EVENTS = (OrderCanceled, OrderRejected, OrderExpired)
+
+
+def limits_from(settings: RiskSettings) -> Limits:
+    return Limits(**{name: getattr(settings, name) for name in Limits.__dataclass_fields__})
+
+
+@dataclass(slots=True)
+class PendingTarget:
+    target: TargetProposed
+    deadline_ns: int
+
+
+class RiskEngine:
+    """Risk's functional core. Not thread-safe; one instance per account."""
+
+    def __init__(self, settings: RiskSettings, source: str = "risk") -> None:
+        self.settings = settings
+        self.source = source
+        self.market_params = MarketParams(
+            vol_lambda=settings.vol_ewma_lambda,
+            short_vol_lambda=settings.stress_short_vol_lambda,
+            long_vol_lambda=settings.stress_long_vol_lambda,
+            atr_bars=settings.atr_bars,
+            volume_lambda=settings.volume_ewma_lambda,
+            min_vol_observations=settings.min_vol_observations,
+        )
+        self.sizing_params = SizingParams(
+            bars_per_year=settings.bars_per_year,
+            position_vol_target_annual=settings.position_vol_target_annual or None,
+            portfolio_vol_target_annual=settings.portfolio_vol_target_annual or None,
+            max_vol_scale=settings.max_vol_scale,
+            default_vol_annual=settings.default_vol_annual,
+            kelly_fraction=settings.kelly_fraction or None,
+            assumed_sharpe=settings.kelly_assumed_sharpe,
+            atr_multiple=settings.atr_stop_multiple,
+            risk_per_trade_pct=settings.risk_per_trade_pct or None,
+            max_leverage=settings.max_leverage,
+            margin_rate=settings.margin_rate,
+        )
+        self.drawdown_policy = DrawdownPolicy(
+            settings.drawdown_warning_pct, settings.drawdown_critical_pct, settings.drawdown_fatal_pct,
+            settings.drawdown_warning_scale,
+        )
+        self.stress_policy = StressPolicy(
+            vol_spike_ratio=settings.stress_vol_spike_ratio,
+            correlation_spike=settings.stress_correlation_spike,
+            liquidity_drop_ratio=settings.stress_liquidity_drop_ratio,
+            spread_spike_ratio=settings.stress_spread_spike_ratio,
+            level_scales=settings.stress_level_scales,
+            reducing_level=settings.stress_reducing_level,
+            unwind_level=settings.stress_unwind_level,
+        )
+        self.universe = frozenset(settings.symbols)
+        # -- state (everything below is in snapshot()) --
+        self.portfolio = Portfolio(settings.initial_cash)
+        self.limits = LimitBook(limits_from(settings))
+        self.markets: dict[str, SymbolMarket] = {}
+        self.panel = clusters.ReturnsPanel(max(settings.correlation_window_bars, settings.stress_correlation_window_bars))
+        self.cluster_of: dict[str, str] = {}
+        self.corr_symbols: list[str] = []
+        self.corr: list[list[float]] = []
+        self.betas: dict[str, float] = {}
+        self.bar_stamps = 0
+        self.last_bar_stamp_ns = 0
+        self.bucket = TokenBucket(settings.max_orders_per_minute, settings.order_burst)
+        self.states = TradingStateMachine()
+        self.unreliable: set[str] = set()
+        self.journal_available = True
+        self.regimes: dict[str, str] = {}
+        self.daily = DailyLoss()
+        self.drawdown_tier = DrawdownTier.NORMAL
+        self.stress = StressSignals()
+        self.correlation_spike = False
+        self.vol_spikes: set[str] = set()
+        self.liquidity_drops: set[str] = set()
+        self.unwind: list[UnwindLeg] = []
+        self.open_orders: dict[str, list[Any]] = {}  # client_order_id -> [symbol, signed remaining]
+        self.pending_targets: dict[str, PendingTarget] = {}  # by symbol: newest target awaiting a verdict
+        self.early_reviews: OrderedDict[str, OversightReviewed] = OrderedDict()
+        self.seen_fills: OrderedDict[str, None] = OrderedDict()
+        self.next_snapshot_ns = 0
+        self.last_ts_ns = 0
+        self.decisions: Counter[str] = Counter()  # "approved" or a DenialReason value -> count
+
+    # ------------------------------------------------------------------ dispatch
+    def handle(self, message: Message) -> list[Message]:
+        """Apply one input event; return the messages to publish, in order."""
+        out: list[Message] = []
+        ts = message.ts_event
+        self.last_ts_ns = max(self.last_ts_ns, ts)
+        self._expire_reviews(ts, out)
+        if isinstance(message, BarClosed):
+            self._on_bar(message, out)
+        elif isinstance(message, QuoteUpdated):
+            self._market(message.symbol).on_quote(ts, message.bid, message.ask)
+            self._liquidity_from_quote(message.symbol)
+        elif isinstance(message, TargetProposed):
+            self._on_target(message, out)
+        elif isinstance(message, OversightReviewed):
+            self._on_review(message, out)
+        elif isinstance(message, FillReported):
+            self._on_fill(message, out)
+        elif isinstance(message, TERMINAL_ORDER_EVENTS):
+            self.open_orders.pop(message.client_order_id, None)
+        elif isinstance(message, RegimeStateUpdated):
+            self.regimes[message.symbol] = message.confirmed_label.value
+            if message.symbol in (MARKET_KEY, self.settings.hedge_symbol):
+                self._reassess_stress(message, out)
+        elif isinstance(message, DataReliabilityChanged):
+            (self.unreliable.discard if message.reliable else self.unreliable.add)(message.symbol)
+        elif isinstance(message, JournalAvailabilityChanged):
+            self.journal_available = message.available
+        elif isinstance(message, HaltTrading):
+            self._transition(message, out, "operator", TradingState.HALTED, message.reason)
+        elif isinstance(message, ResumeTrading):
+            self._on_resume(message, out)
+        elif isinstance(message, FlattenAll):
+            self._transition(message, out, "operator", TradingState.REDUCING, f"flatten all: {message.reason}")
+            self._flatten(message, out, f"flatten all: {message.reason}")
+        elif isinstance(message, SetRiskLimits):
+            self._on_set_limits(message, out)
+        self._maybe_snapshot(message, out)
+        return out
+
+    def advance(self, ts_ns: int) -> list[Message]:
+        """Let time pass without an event (oversight timeouts); for live shells."""
+        out: list[Message] = []
+        self.last_ts_ns = max(self.last_ts_ns, ts_ns)
+        self._expire_reviews(ts_ns, out)
+        return out
+
+    # ------------------------------------------------------------------ market data
+    def _market(self, symbol: str) -> SymbolMarket:
+        market = self.markets.get(symbol)
+        if market is None:
+            market = self.markets[symbol] = SymbolMarket(symbol)
+        return market
+
+    def _on_bar(self, bar: BarClosed, out: list[Message]) -> None:
+        market = self._market(bar.symbol)
+        ret = market.on_bar(self.market_params, bar.ts_event, high=bar.high, low=bar.low, close=bar.close,
+                            volume=bar.volume)
+        self.portfolio.mark(bar.symbol, bar.close)
+        if ret is not None:
+            self.panel.add(bar.ts_event, bar.symbol, ret)
+        if bar.ts_event > self.last_bar_stamp_ns:
+            self.last_bar_stamp_ns = bar.ts_event
+            self.bar_stamps += 1
+            if self.bar_stamps % self.settings.correlation_refresh_bars == 0:
+                self._refresh_correlations(bar, out)
+        self._update_symbol_stress(bar.symbol, market)
+        self._reassess_stress(bar, out)
+        self._reassess_drawdown(bar, out)
+        self._unwind_step(bar, out)
+
+    def _refresh_correlations(self, cause: Message, out: list[Message]) -> None:
+        symbols = [s for s in self.panel.symbols() if self.markets.get(s) is not None]
+        if len(symbols) < 2:
+            return
+        returns = self.panel.matrix(symbols, last=self.settings.correlation_window_bars)
+        corr = clusters.correlation(returns)
+        self.corr_symbols, self.corr = symbols, corr.tolist()
+        self.cluster_of = clusters.clusters(corr, symbols, self.settings.cluster_threshold)
+        self.correlation_spike = self._correlation_spike(symbols)
+        if self.settings.hedge_symbol in symbols:
+            beta = clusters.betas(returns, symbols.index(self.settings.hedge_symbol))
+            self.betas = {s: float(b) for s, b in zip(symbols, beta, strict=True)}
+            if self.settings.hedge_enabled:
+                self._hedge(cause, out)
+
+    # ------------------------------------------------------------------ stress
+    def _update_symbol_stress(self, symbol: str, market: SymbolMarket) -> None:
+        policy = self.stress_policy
+        spike_level = policy.vol_spike_ratio**2 * market.long_variance
+        spiking = market.warm(self.market_params) and market.short_variance >= spike_level > 0
+        (self.vol_spikes.add if spiking else self.vol_spikes.discard)(symbol)
+        dry = market.avg_volume > 0 and market.last_volume <= policy.liquidity_drop_ratio * market.avg_volume
+        wide = market.avg_spread_pct > 0 and market.spread_pct >= policy.spread_spike_ratio * market.avg_spread_pct
+        (self.liquidity_drops.add if dry or wide else self.liquidity_drops.discard)(symbol)
+
+    def _liquidity_from_quote(self, symbol: str) -> None:
+        self._update_symbol_stress(symbol, self.markets[symbol])
+
+    def _correlation_spike(self, symbols: list[str]) -> bool:
+        """Mean pairwise correlation over the short stress window at or above the spike level."""
+        returns = self.panel.matrix(symbols, last=self.settings.stress_correlation_window_bars)
+        if returns.shape[0] < 3:
+            return False
+        return bool(clusters.mean_pairwise_correlation(clusters.correlation(returns)) >= self.stress_policy.correlation_spike)
+
+    def _reassess_stress(self, cause: Message, out: list[Message]) -> None:
+        if not self.settings.stress_enabled:
+            return
+        held = {p.symbol for p in self.portfolio.open_positions()} | set(self.universe)
+        market_regime = self.regimes.get(MARKET_KEY, self.regimes.get(self.settings.hedge_symbol))
+        signals = StressSignals(
+            crisis=market_regime == RegimeLabel.CRISIS.value,
+            vol_spike=bool(self.vol_spikes & held) if held else bool(self.vol_spikes),
+            correlation_spike=self.correlation_spike,
+            liquidity_drop=bool(self.liquidity_drops & held) if held else bool(self.liquidity_drops),
+        )
+        before = self.stress.level
+        self.stress = signals
+        level = signals.level
+        if level >= self.stress_policy.reducing_level:
+            self._transition(cause, out, "stress", TradingState.REDUCING, f"stress level {level}: {signals.describe()}")
+        elif before >= self.stress_policy.reducing_level:
+            self._transition(cause, out, "stress", TradingState.ACTIVE, f"stress level {level}")
+        if self.settings.unwind_enabled and level >= self.stress_policy.unwind_level and not self.unwind:
+            self._start_unwind(cause, out)
+
+    def _start_unwind(self, cause: Message, out: list[Message]) -> None:
+        exposures = [
+            Exposure(p.symbol, self.portfolio.quantity(p.symbol) + self._pending(p.symbol), p.mark_price or 0.0,
+                     self._market(p.symbol).vol_per_bar(self.market_params, 0.0) or 1.0, self._market(p.symbol).avg_volume)
+            for p in self.portfolio.open_positions()
+        ]
+        self.unwind = plan_unwind([e for e in exposures if e.quantity != 0], self.settings.unwind_participation_pct)
+        for leg in list(self.unwind):
+            self._send_slice(cause, leg, out)
+
+    def _unwind_step(self, bar: BarClosed, out: list[Message]) -> None:
+        for leg in self.unwind:
+            if leg.symbol == bar.symbol and leg.remaining != 0:
+                self._send_slice(bar, leg, out)
+        self.unwind = [leg for leg in self.unwind if leg.remaining != 0]
+
+    def _send_slice(self, cause: Message, leg: UnwindLeg, out: list[Message]) -> None:
+        qty = round_quantity(next_slice(leg), self.settings.lot_size)
+        if qty == 0 and leg.remaining != 0:
+            qty, leg.remaining = leg.remaining + 0.0, 0.0  # the last fraction of a lot goes out whole
+        if qty != 0:
+            self._emit_order(cause, leg.symbol, qty, "emergency unwind slice", out)
+
+    def _hedge(self, cause: Message, out: list[Message]) -> None:
+        index = self.settings.hedge_symbol
+        price = self._market(index).last_price
+        net_beta_value = sum(
+            self.betas.get(p.symbol, 1.0) * (self.portfolio.quantity(p.symbol) + self._pending(p.symbol)) * (p.mark_price or 0.0)
+            for p in self.portfolio.open_positions()
+        )
+        qty = round_quantity(hedge_quantity(net_beta_value, self.portfolio.equity, self.settings.hedge_max_net_beta, price),
+                             self.settings.lot_size)
+        if qty != 0:
+            self._check_and_emit(cause, index, qty, price, reason=f"auto-hedge: net beta value {net_beta_value:.2f}", out=out)
+
+    # ------------------------------------------------------------------ drawdown and daily loss
+    def _reassess_drawdown(self, cause: Message, out: list[Message]) -> None:
+        equity = self.portfolio.equity
+        if self.daily.observe(cause.ts_event, equity, self.limits.portfolio.daily_loss_limit_pct):
+            if self.daily.breached:
+                limit = self.limits.portfolio.daily_loss_limit_pct
+                self._transition(cause, out, "daily_loss", TradingState.REDUCING,
+                                 f"daily loss {self.daily.loss_pct(equity):.2%} >= {limit:.2%}")
+            else:
+                self._transition(cause, out, "daily_loss", TradingState.ACTIVE, "new trading day")
+        if not self.settings.drawdown_enabled or self.drawdown_tier is DrawdownTier.FATAL:
+            return
+        dd = self.portfolio.drawdown
+        tier = self.drawdown_policy.tier(dd)
+        if tier is self.drawdown_tier:
+            return
+        self.drawdown_tier = tier
+        why = f"drawdown {dd:.2%} at tier {tier.name}"
+        if tier is DrawdownTier.FATAL:
+            self._transition(cause, out, "drawdown", TradingState.HALTED, why)
+            self._flatten(cause, out, why)
+        elif tier is DrawdownTier.CRITICAL:
+            self._transition(cause, out, "drawdown", TradingState.REDUCING, why)
+        else:
+            self._transition(cause, out, "drawdown", TradingState.ACTIVE, why)
+
+    # ------------------------------------------------------------------ control
+    def _transition(self, cause: Message, out: list[Message], source: str, state: TradingState, reason: str) -> None:
+        change: Transition | None = self.states.request(source, state, reason)
+        if change is not None:
+            out.append(TradingStateChanged.caused_by(cause, index=len(out), source=self.source, previous=change.previous,
+                                                     current=change.current, reason=change.reason[:1000]))
+
+    def _on_resume(self, cmd: ResumeTrading, out: list[Message]) -> None:
+        """Operator resume: clears operator and drawdown restrictions and re-bases drawdown at current equity."""
+        self.portfolio.reset_high_water_mark()
+        self.drawdown_tier = DrawdownTier.NORMAL
+        self._transition(cmd, out, "drawdown", TradingState.ACTIVE, f"operator resume: {cmd.reason}")
+        self._transition(cmd, out, "operator", TradingState.ACTIVE, cmd.reason)
+
+    def _on_set_limits(self, cmd: SetRiskLimits, out: list[Message]) -> None:
+        unknown = [s for s in cmd.symbols if self.universe and s not in self.universe]
+        try:
+            if unknown:
+                raise LimitsError(f"unknown symbols: {', '.join(unknown)}")
+            self.limits.apply(cmd.limits, cmd.symbols)
+        except LimitsError as exc:
+            out.append(RiskLimitsChanged.caused_by(cmd, index=len(out), source=self.source, accepted=False,
+                                                   requested=cmd.limits, symbols=cmd.symbols, reason=str(exc)[:1000]))
+            return
+        portfolio = self.limits.portfolio
+        self.bucket.reconfigure(portfolio.max_orders_per_minute, portfolio.order_burst)
+        out.append(RiskLimitsChanged.caused_by(cmd, index=len(out), source=self.source, accepted=True,
+                                               requested=cmd.limits, symbols=cmd.symbols, reason=cmd.reason))
+
+    def _flatten(self, cause: Message, out: list[Message], reason: str) -> None:
+        """Orders that take every position (including orders in flight) to zero; risk-reducing, so unchecked."""
+        self.unwind = []
+        for position in self.portfolio.open_positions():
+            qty = -(position.quantity + self._pending(position.symbol))
+            if qty != 0:
+                self._emit_order(cause, position.symbol, qty, reason, out)
+
+    # ------------------------------------------------------------------ orders and fills
+    def _pending(self, symbol: str) -> float:
+        return float(sum(rem for sym, rem in self.open_orders.values() if sym == symbol))
+
+    def _on_fill(self, fill: FillReported, out: list[Message]) -> None:
+        key = f"{fill.client_order_id}\x1f{fill.fill_id}"
+        if key in self.seen_fills:
+            return
+        self.seen_fills[key] = None
+        while len(self.seen_fills) > MAX_SEEN_FILLS:
+            self.seen_fills.popitem(last=False)
+        signed = fill.quantity * fill.side.sign
+        self.portfolio.apply_fill(fill.symbol, signed, fill.price, fill.fee)
+        order = self.open_orders.get(fill.client_order_id)
+        if order is not None:
+            before = order[1]
+            order[1] = before - signed
+            if order[1] * before <= 0 or abs(order[1]) <= 1e-9 * abs(before):  # completely filled
+                del self.open_orders[fill.client_order_id]
+        self._reassess_drawdown(fill, out)
+
+    @staticmethod
+    def _intent(cause: Message, out: list[Message]) -> uuid.UUID:
+        """A target causes at most one order: its intent depends on the target alone. Other causes
+        (flatten, unwind, hedge) may cause several, numbered by output position."""
+        if isinstance(cause, TargetProposed):
+            return intent_for(cause.event_id)
+        return derived_id(cause.event_id, len(out), "risk:intent")
+
+    def _emit_order(self, cause: Message, symbol: str, qty: float, reason: str, out: list[Message]) -> None:
+        intent = self._intent(cause, out)
+        coid = client_order_id_for(intent)
+        out.append(SubmitOrder.caused_by(cause, index=len(out), source=self.source, ts_event=max(cause.ts_event, self.last_ts_ns),
+                                         intent_id=intent, client_order_id=coid, symbol=symbol,
+                                         side=Side.BUY if qty > 0 else Side.SELL, quantity=abs(qty), reason=reason[:500]))
+        self.open_orders[coid] = [symbol, qty]
+        self.decisions["approved"] += 1
+
+    def _deny(self, cause: Message, symbol: str, reason: DenialReason, detail: str, out: list[Message]) -> None:
+        intent = self._intent(cause, out)
+        out.append(OrderDenied.caused_by(cause, index=len(out), source=self.source, ts_event=max(cause.ts_event, self.last_ts_ns),
+                                         intent_id=intent, symbol=symbol, reason=reason, detail=detail[:1000]))
+        self.decisions[reason.value] += 1
+
+    def order_check(self, symbol: str, qty: float, reference_price: float, ts_ns: int) -> checks.OrderCheck:
+        """Everything the pre-trade checks need about a proposed order (signed ``qty``)."""
+        market = self.markets.get(symbol)
+        limits = self.limits.for_symbol(symbol)
+        cluster = self.cluster_of.get(symbol, symbol)
+        last_price = market.last_price if market is not None else 0.0
+        cluster_other = 0.0
+        gross = 0.0
+        net = 0.0
+        position = 0.0
+        pending: dict[str, float] = {}
+        for sym, rem in self.open_orders.values():
+            pending[sym] = pending.get(sym, 0.0) + rem
+        for sym in set(self.portfolio.positions) | set(pending):
+            mark = self.portfolio.mark_of(sym) or 0.0
+            held = self.portfolio.quantity(sym) + pending.get(sym, 0.0)
+            if sym == symbol:
+                position = held
+            elif self.cluster_of.get(sym, sym) == cluster:
+                cluster_other += abs(held) * mark
+            gross += abs(held) * (last_price if sym == symbol else mark)
+            net += held * (last_price if sym == symbol else mark)
+        return checks.OrderCheck(
+            symbol=symbol, quantity=qty, reference_price=reference_price, ts_ns=ts_ns,
+            known=(symbol in self.universe) if self.universe else (market is not None and market.has_price),
+            limits=limits, last_price=last_price, last_ts_ns=market.last_ts_ns if market is not None else 0,
+            reliable=symbol not in self.unreliable, journal_available=self.journal_available, state=self.states.state,
+            daily_loss_breached=self.daily.breached, position=position, equity=self.portfolio.equity, gross=gross, net=net,
+            cluster=cluster, cluster_other_gross=cluster_other, bucket=self.bucket,
+        )
+
+    def _check_and_emit(self, cause: Message, symbol: str, qty: float, reference_price: float, *, reason: str,
+                        out: list[Message]) -> bool:
+        order = self.order_check(symbol, qty, reference_price, max(cause.ts_event, self.last_ts_ns))
+        denial = checks.run_checks(order)
+        if denial is not None:
+            self._deny(cause, symbol, denial.reason, denial.detail, out)
+            return False
+        self.bucket.take(order.ts_ns)
+        self._emit_order(cause, symbol, qty, reason, out)
+        return True
+
+    # ------------------------------------------------------------------ targets and oversight
+    def _needs_review(self, target: TargetProposed) -> bool:
+        return bool(self.settings.oversight_mode == "gating"
+                and abs(target.target_weight) * max(self.portfolio.equity, 0.0) >= self.settings.oversight_min_notional)
+
+    def _on_target(self, target: TargetProposed, out: list[Message]) -> None:
+        if not self._needs_review(target):
+            self._decide(target, None, out)
+            return
+        review = self.early_reviews.pop(str(target.event_id), None)
+        if review is not None:
+            self._apply_verdict(target, review, out)
+            return
+        # A newer target supersedes one still waiting for its verdict.
+        deadline = target.ts_event + self.settings.oversight_timeout_ms * NS_PER_MS
+        self.pending_targets[target.symbol] = PendingTarget(target, deadline)
+
+    def _on_review(self, review: OversightReviewed, out: list[Message]) -> None:
+        if self.settings.oversight_mode != "gating":
+            return
+        for symbol, pending in self.pending_targets.items():
+            if pending.target.event_id == review.subject_event_id:
+                del self.pending_targets[symbol]
+                self._apply_verdict(pending.target, review, out)
+                return
+        self.early_reviews[str(review.subject_event_id)] = review
+        while len(self.early_reviews) > MAX_EARLY_REVIEWS:
+            self.early_reviews.popitem(last=False)
+
+    def _expire_reviews(self, ts_ns: int, out: list[Message]) -> None:
+        if not self.pending_targets:
+            return
+        for symbol in sorted(self.pending_targets):
+            pending = self.pending_targets[symbol]
+            if ts_ns >= pending.deadline_ns:
+                del self.pending_targets[symbol]
+                self._fallback(pending.target, "no verdict before the timeout", out)
+
+    def _fallback(self, target: TargetProposed, why: str, out: list[Message]) -> None:
+        if self.settings.oversight_fallback == "allow":
+            self._decide(target, None, out)
+        else:
+            self._deny(target, target.symbol, DenialReason.OVERSIGHT_TIMEOUT, f"oversight fallback deny: {why}", out)
+
+    def _apply_verdict(self, target: TargetProposed, review: OversightReviewed, out: list[Message]) -> None:
+        if review.verdict is Verdict.APPROVE:
+            self._decide(target, None, out)
+        elif review.verdict is Verdict.REJECT:
+            self._deny(target, target.symbol, DenialReason.OVERSIGHT_REJECTED, review.rationale[:900], out)
+        elif review.verdict is Verdict.ESCALATE:
+            detail = f"escalated to a human: {review.rationale[:800]}"
+            self._deny(target, target.symbol, DenialReason.OVERSIGHT_REJECTED, detail, out)
+        elif review.verdict is Verdict.MODIFY and review.max_target_weight is not None:
+            self._decide(target, review.max_target_weight, out)
+        else:  # UNREVIEWED, or a MODIFY without bounds: never executed as a modification
+            self._fallback(target, f"verdict {review.verdict.value} without usable bounds", out)
+
+    def _risk_scale(self, symbol: str) -> float:
+        scale = 1.0
+        if self.settings.regime_scaling_enabled:
+            label = self.regimes.get(symbol, self.regimes.get(MARKET_KEY))
+            if label is not None:
+                scale *= self.settings.regime_scales.get(label, 1.0)
+        if self.settings.drawdown_enabled:
+            scale *= self.drawdown_policy.scale(self.drawdown_tier)
+        if self.settings.stress_enabled:
+            scale *= self.stress_policy.level_scales[self.stress.level]
+        return scale
+
+    def _portfolio_terms(self, symbol: str, vol_i: float) -> tuple[float, float, float]:
+        """(other gross, sum_jk w_j w_k cov_jk over others, sum_j w_j cov_ij) in annual units."""
+        equity = self.portfolio.equity
+        others = [p for p in self.portfolio.open_positions() if p.symbol != symbol]
+        other_gross = sum(abs(p.quantity) * (p.mark_price or 0.0) for p in others)
+        if self.sizing_params.portfolio_vol_target_annual is None or equity <= 0 or not others:
+            return other_gross, 0.0, 0.0
+        index = {s: i for i, s in enumerate(self.corr_symbols)}
+        corr = np.asarray(self.corr) if self.corr else np.eye(0)
+
+        def rho(a: str, b: str) -> float:
+            if a == b:
+                return 1.0
+            ia, ib = index.get(a), index.get(b)
+            return float(corr[ia, ib]) if ia is not None and ib is not None else 0.0
+
+        weights = [(p.symbol, p.quantity * (p.mark_price or 0.0) / equity,
+                    annual_vol(self._market(p.symbol).vol_per_bar(self.market_params, 0.0), self.sizing_params)) for p in others]
+        cov_others = sum(wa * wb * va * vb * rho(a, b) for a, wa, va in weights for b, wb, vb in weights)
+        cross = sum(w * v * vol_i * rho(symbol, s) for s, w, v in weights)
+        return other_gross, cov_others, cross
+
+    def _decide(self, target: TargetProposed, max_weight: float | None, out: list[Message]) -> None:
+        symbol = target.symbol
+        market = self.markets.get(symbol)
+        price = market.last_price if market is not None and market.has_price else target.reference_price
+        vol_bar = market.vol_per_bar(self.market_params, 0.0) if market is not None else 0.0
+        other_gross, cov_others, cross = self._portfolio_terms(symbol, annual_vol(vol_bar, self.sizing_params))
+        sizing = size_target(SizingInput(
+            target_weight=target.target_weight, equity=self.portfolio.equity, price=price, vol_per_bar=vol_bar,
+            atr=market.atr if market is not None else 0.0, scale=self._risk_scale(symbol), other_gross=other_gross,
+            other_weights_vol=(cov_others, cross), max_target_weight=max_weight,
+        ), self.sizing_params)
+        held = self.portfolio.quantity(symbol) + self._pending(symbol)
+        lot = self.settings.lot_size
+        delta = round_quantity(sizing.quantity - held, lot)
+        if delta == 0 or abs(delta) * price < self.settings.min_trade_notional:
+            return
+        limits = self.limits.for_symbol(symbol)
+        # Move toward the target in steps no order limit refuses; the checks still run on the step.
+        step_cap = round_quantity(min(limits.max_order_quantity, limits.max_order_notional / price), lot)
+        if abs(delta) > step_cap:
+            delta = math.copysign(step_cap, delta)
+        if delta == 0:
+            self._deny(target, symbol, DenialReason.MAX_ORDER_NOTIONAL, "one lot exceeds the order limits", out)
+            return
+        reason = (f"target {target.target_weight:+.4f} -> sized {sizing.weight:+.4f} ({sizing.binding})"
+                  f"; stop distance {sizing.stop_distance:.4f}")
+        self._check_and_emit(target, symbol, delta, target.reference_price, reason=reason, out=out)
+
+    # ------------------------------------------------------------------ snapshots
+    def portfolio_snapshot(self, cause: Message, index: int) -> PortfolioSnapshotTaken:
+        p = self.portfolio
+        positions = tuple(
+            PositionView(symbol=pos.symbol, quantity=pos.quantity, avg_price=pos.avg_price, mark_price=pos.mark_price,
+                         realized_pnl=pos.realized_pnl, unrealized_pnl=pos.unrealized_pnl)
+            for pos in p.open_positions()
+        )
+        return PortfolioSnapshotTaken.caused_by(
+            cause, index=index, source=self.source, positions=positions, cash=p.cash, equity=p.equity,
+            realized_pnl=p.realized_pnl, unrealized_pnl=p.unrealized_pnl, fees=p.fees, gross_exposure=p.gross_exposure,
+            net_exposure=p.net_exposure, drawdown=p.drawdown, trading_state=self.states.state,
+        )
+
+    def _maybe_snapshot(self, cause: Message, out: list[Message]) -> None:
+        if cause.ts_event < self.next_snapshot_ns:
+            return
+        interval = self.settings.snapshot_interval_ms * NS_PER_MS
+        if self.next_snapshot_ns:
+            out.append(self.portfolio_snapshot(cause, len(out)))
+        self.next_snapshot_ns = (cause.ts_event // interval + 1) * interval
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain JSON-serialisable data; :meth:`restore` rebuilds an equal engine."""
+        return {
+            "portfolio": self.portfolio.snapshot(),
+            "limits": self.limits.to_state(),
+            "markets": {s: m.to_state() for s, m in sorted(self.markets.items())},
+            "panel": self.panel.to_state(),
+            "cluster_of": dict(sorted(self.cluster_of.items())),
+            "corr_symbols": list(self.corr_symbols),
+            "corr": [list(row) for row in self.corr],
+            "betas": dict(sorted(self.betas.items())),
+            "bar_stamps": self.bar_stamps,
+            "last_bar_stamp_ns": self.last_bar_stamp_ns,
+            "bucket": self.bucket.to_state(),
+            "states": self.states.to_state(),
+            "unreliable": sorted(self.unreliable),
+            "journal_available": self.journal_available,
+            "regimes": dict(sorted(self.regimes.items())),
+            "daily": self.daily.to_state(),
+            "drawdown_tier": int(self.drawdown_tier),
+            "stress": [self.stress.crisis, self.stress.vol_spike, self.stress.correlation_spike, self.stress.liquidity_drop],
+            "correlation_spike": self.correlation_spike,
+            "vol_spikes": sorted(self.vol_spikes),
+            "liquidity_drops": sorted(self.liquidity_drops),
+            "unwind": [leg.to_state() for leg in self.unwind],
+            "open_orders": {k: list(v) for k, v in self.open_orders.items()},
+            "pending_targets": {
+                s: [p.target.model_dump(mode="json"), p.deadline_ns] for s, p in sorted(self.pending_targets.items())
+            },
+            "early_reviews": [r.model_dump(mode="json") for r in self.early_reviews.values()],
+            "seen_fills": list(self.seen_fills),
+            "next_snapshot_ns": self.next_snapshot_ns,
+            "last_ts_ns": self.last_ts_ns,
+            "decisions": dict(sorted(self.decisions.items())),
+        }
+
+    @classmethod
+    def restore(cls, settings: RiskSettings, state: dict[str, Any], source: str = "risk") -> RiskEngine:
+        engine = cls(settings, source)
+        engine.portfolio = Portfolio.restore(state["portfolio"])
+        engine.limits = LimitBook.from_state(state["limits"])
+        engine.markets = {s: SymbolMarket.from_state(m) for s, m in state["markets"].items()}
+        engine.panel = clusters.ReturnsPanel.from_state(state["panel"])
+        engine.cluster_of = dict(state["cluster_of"])
+        engine.corr_symbols = list(state["corr_symbols"])
+        engine.corr = [list(row) for row in state["corr"]]
+        engine.betas = dict(state["betas"])
+        engine.bar_stamps = int(state["bar_stamps"])
+        engine.last_bar_stamp_ns = int(state["last_bar_stamp_ns"])
+        engine.bucket = TokenBucket.from_state(state["bucket"])
+        engine.states = TradingStateMachine.from_state(state["states"])
+        engine.unreliable = set(state["unreliable"])
+        engine.journal_available = bool(state["journal_available"])
+        engine.regimes = dict(state["regimes"])
+        engine.daily = DailyLoss.from_state(state["daily"])
+        engine.drawdown_tier = DrawdownTier(state["drawdown_tier"])
+        engine.stress = StressSignals(*state["stress"])
+        engine.correlation_spike = bool(state["correlation_spike"])
+        engine.vol_spikes = set(state["vol_spikes"])
+        engine.liquidity_drops = set(state["liquidity_drops"])
+        engine.unwind = [UnwindLeg(s, float(r), float(q)) for s, r, q in state["unwind"]]
+        engine.open_orders = {k: [v[0], float(v[1])] for k, v in state["open_orders"].items()}
+        engine.pending_targets = {s: PendingTarget(TargetProposed.model_validate(t), int(d))
+                                  for s, (t, d) in state["pending_targets"].items()}
+        engine.early_reviews = OrderedDict(
+            (str(r.subject_event_id), r) for r in (OversightReviewed.model_validate(x) for x in state["early_reviews"])
+        )
+        engine.seen_fills = OrderedDict((k, None) for k in state["seen_fills"])
+        engine.next_snapshot_ns = int(state["next_snapshot_ns"])
+        engine.last_ts_ns = int(state["last_ts_ns"])
+        engine.decisions = Counter(state["decisions"])
+        return engine
+
+
+def intent_for(target_event_id: uuid.UUID) -> uuid.UUID:
+    """The intent id risk gives the first order caused by a target (outputs start at index 0)."""
+    return derived_id(target_event_id, 0, salt="risk:intent")
