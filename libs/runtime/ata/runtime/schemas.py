@@ -144,11 +144,16 @@ def _message(cls: type[Message], registry: TopicRegistry) -> Schema:
     return {
         "name": cls.__name__,
         "title": cls.__name__,
-        "summary": (cls.__doc__ or cls.__name__).strip().splitlines()[0],
+        "summary": _summary(cls),
         "contentType": "application/json",
         "payload": {"schemaFormat": PAYLOAD_FORMAT, "schema": {"$ref": f"./{cls.__name__}.json"}},
         "bindings": {"kafka": {"key": key, "bindingVersion": KAFKA_BINDING_VERSION}},
     }
+
+
+def _summary(cls: type[Message]) -> str:
+    lines = (cls.__doc__ or "").strip().splitlines()
+    return lines[0] if lines else cls.__name__
 
 
 def asyncapi_document(classes: Iterable[type[Message]], registry: TopicRegistry = REGISTRY) -> Schema:
