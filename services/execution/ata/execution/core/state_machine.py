@@ -288,14 +288,15 @@ class OrderStateMachine:
             return self._lifecycle(order, OrderExpired, ts)
         return None  # PENDING_CANCEL / SUBMITTED have no lifecycle event of their own
 
-    def _ids(self, order: TrackedOrder, kind: str, fact: str) -> dict[str, Any]:
+    def envelope(self, order: TrackedOrder, kind: str, fact: str) -> dict[str, Any]:
+        """Envelope fields of an event of type ``kind`` about ``order``; the id is fixed by ``fact``."""
         event_id = derived_id(order.command_id, 0, salt=f"execution:{kind}:{order.client_order_id}:{fact}")
         return {"event_id": event_id, "correlation_id": order.correlation_id, "causation_id": order.command_id,
                 "source": self.source, "ts_init": int(self._clock())}
 
     def _lifecycle(self, order: TrackedOrder, cls: type[E], ts_event: int, fact: str = "", **extra: Any) -> E:
         return cls(
-            **self._ids(order, cls.__name__, f"{order.cum_filled_qty!r}:{fact}"),
+            **self.envelope(order, cls.__name__, f"{order.cum_filled_qty!r}:{fact}"),
             ts_event=ts_event,
             client_order_id=order.client_order_id,
             broker=order.broker or "unrouted",
@@ -321,7 +322,7 @@ class OrderStateMachine:
         arrival = order.arrival_price
         slippage = order.side.sign * (price - arrival) * delta if arrival else 0.0
         return FillReported(
-            **self._ids(order, "FillReported", fill_id),
+            **self.envelope(order, "FillReported", fill_id),
             ts_event=report.ts_event,
             fill_id=fill_id[:128],
             client_order_id=order.client_order_id,
