@@ -1,0 +1,442 @@
+"""The service base: how every platform service lives, from start to a clean stop.
+
+A service subclasses :class:`Service`, sets ``name`` and ``subscriptions``, implements
+:meth:`Service.handle` (and optionally :meth:`~Service.on_start`, :meth:`~Service.on_stop`,
+:meth:`~Service.background`, :meth:`~Service.extra_readiness`), and its ``main()`` calls
+:func:`run_service`.
+
+Lifecycle contract:
+
+- **start**: HTTP endpoints up (``/healthz`` answers at once, ``/readyz`` says "starting"),
+  producer connected, :meth:`on_start` (restore state), consumer group joined, heartbeats
+  and :meth:`background` started.
+- **ready**: started, the consumer has its partitions (when subscribed), and
+  :meth:`extra_readiness` holds. Exported as ``ata_service_ready``.
+- **drain** (SIGTERM/SIGINT, :meth:`request_stop`, or a crashed consumer or background task):
+  not ready any more; the background task is cancelled; the consumer finishes the message in
+  hand, commits what was handled and leaves the group; a final ``draining`` heartbeat;
+  :meth:`on_stop`; the producer is flushed.
+- **stop**: connections and endpoints closed, within :attr:`stop_timeout_s` (< 10 s).
+
+Per subscribed message (consumption mechanics in :class:`~ata.runtime.bus.ConsumerLoop`):
+decode and type-check, skip event ids the group already applied, open a CONSUMER span
+parented by the message's trace headers, call :meth:`handle`, publish its outputs (they carry
+the span's trace context), await their acknowledgements, remember the id, commit. A handler
+exception dead-letters the message to ``<topic>.dlq`` and the service goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Iterable, Sequence
+from enum import StrEnum
+from typing import ClassVar, NoReturn, Self
+
+from opentelemetry import trace
+
+from ata.events import REGISTRY, HeartbeatEmitted, Message, ServiceStatus, TopicRegistry
+from ata.runtime import metrics, telemetry
+from ata.runtime.bus import ConsumerLoop, Delivery, KafkaBus
+from ata.runtime.config import ConfigError, RuntimeSettings, load_settings
+from ata.runtime.heartbeat import HEARTBEAT_TOPIC, HeartbeatEmitter, HeartbeatStats
+from ata.runtime.http import HealthServer
+from ata.runtime.idempotency import AppliedIds
+
+__all__ = ["Phase", "Service", "ServiceFailedError", "run_service"]
+
+log = logging.getLogger(__name__)
+
+#: Heartbeat period unless a subclass or the constructor says otherwise.
+DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
+#: The final heartbeat and each close step get at most this long during a drain.
+CLOSE_STEP_TIMEOUT_S = 2.0
+
+
+class Phase(StrEnum):
+    """Where a service instance is in its lifecycle."""
+
+    CREATED = "created"
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class ServiceFailedError(RuntimeError):
+    """The consumer loop or the background task of a running service failed; the service drained and stopped."""
+
+
+class Service:
+    """Base class of every service (see the module contract).
+
+    Class attributes a subclass sets: ``name`` (also the consumer group and the metrics'
+    ``service`` label), ``subscriptions`` (topic names). Optional: ``registry`` (topics used
+    for routing and type checks), ``heartbeat_interval_s``, ``stop_timeout_s``.
+    """
+
+    name: ClassVar[str]
+    subscriptions: ClassVar[tuple[str, ...]] = ()
+    registry: ClassVar[TopicRegistry] = REGISTRY
+    heartbeat_interval_s: ClassVar[float] = DEFAULT_HEARTBEAT_INTERVAL_S
+    stop_timeout_s: ClassVar[float] = 8.0
+
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        *,
+        group_id: str | None = None,
+        heartbeat_topic: str = HEARTBEAT_TOPIC,
+        applied: AppliedIds | None = None,
+    ) -> None:
+        """``group_id`` defaults to :attr:`name` (replicas share the group); ``applied`` defaults to
+        a Redis-backed applied-id set at ``settings.redis_url`` (it falls back to memory if Redis fails)."""
+        if not getattr(type(self), "name", ""):
+            raise TypeError(f"{type(self).__name__} must set the class attribute 'name'")
+        self.settings = settings
+        self.instance = settings.instance_id
+        self.source = f"{self.name}/{self.instance}"
+        self.group_id = group_id or self.name
+        self.heartbeat_topic = heartbeat_topic
+        self.log = logging.getLogger(f"ata.{self.name}")
+        self.bus = KafkaBus(settings, service=self.name, registry=self.registry)
+        self._applied = applied
+        self._phase = Phase.CREATED
+        self._stop_requested = asyncio.Event()
+        self._http = HealthServer(settings.http_host, settings.http_port, readiness=self.ready_reason, liveness=self.live_reason)
+        self._consumer: ConsumerLoop | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._failure: BaseException | None = None
+        self._heartbeat = HeartbeatEmitter(
+            self.name, self.instance, self.heartbeat_interval_s, stats=self._heartbeat_stats, send=self._send_heartbeat
+        )
+        self._events_in = 0
+        self._events_out = 0
+
+    @classmethod
+    def from_env(cls) -> Self:
+        """The service configured from the environment; override to load the service's own settings too."""
+        return cls(load_settings(RuntimeSettings))
+
+    # -- what a service implements ----------------------------------------------------------
+
+    async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
+        """React to one subscribed message; return the outputs to publish (the base publishes them)."""
+        raise NotImplementedError(f"{type(self).__name__} subscribes to {delivery.topic} but does not implement handle()")
+
+    async def on_start(self) -> None:
+        """Runs after the producer connected, before consuming starts (restore state here)."""
+
+    async def on_stop(self) -> None:
+        """Runs after consuming stopped and was committed, before the producer is flushed and closed."""
+
+    async def background(self) -> None:
+        """A long-running producer loop (a market data source), cancelled on drain.
+
+        Publish with :meth:`publish`. Returning ends only this task; raising stops the service.
+        """
+
+    def extra_readiness(self) -> bool:
+        """Service-specific readiness (e.g. caught up, reconciled with the broker); ``True`` by default."""
+        return True
+
+    def route(self, message: Message) -> str:
+        """The topic an output is published to: the registry's topic for its type unless overridden."""
+        return self.registry.topic_for(message).name
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+
+    @staticmethod
+    def now_ns() -> int:
+        """Wall-clock time for ``ts_init`` of outputs (cores take time from events, shells from here)."""
+        return time.time_ns()
+
+    async def publish(self, messages: Iterable[Message]) -> None:
+        """Publish ``messages`` (routed by :meth:`route`) and wait for every acknowledgement.
+
+        Inside a handled message's span the outputs join its trace; elsewhere (background
+        producers) one PRODUCER span per call starts a new trace that downstream handling joins.
+        """
+        batch = list(messages)
+        if not batch:
+            return
+        if trace.get_current_span().get_span_context().is_valid:
+            await self._publish(batch)
+            return
+        with telemetry.producer_span(self.name, self.route(batch[0]), attributes={"messaging.batch.message_count": len(batch)}):
+            await self._publish(batch)
+
+    async def _publish(self, batch: list[Message]) -> None:
+        registry_routed: list[Message] = []
+        explicit: list[tuple[str, Message]] = []
+        for message in batch:
+            topic = self.route(message)
+            if topic == self._registry_topic(message):
+                registry_routed.append(message)
+            else:
+                explicit.append((topic, message))
+        if registry_routed:
+            # One batch: the records share producer batches and all acknowledgements are awaited together.
+            await self.bus.publish(registry_routed)
+        for topic, message in explicit:
+            # Sequential on purpose: awaiting each acknowledgement keeps per-topic order on explicit routes.
+            await self.bus.publish_to(topic, message, key=self._key_for(topic, message))
+        self._events_out += len(batch)
+
+    def _registry_topic(self, message: Message) -> str | None:
+        try:
+            return self.registry.topic_for(message).name
+        except LookupError:
+            return None
+
+    def _key_for(self, topic: str, message: Message) -> str | None:
+        """The key declared for ``topic``, else the key of the message type's registry topic, else none."""
+        with contextlib.suppress(KeyError):
+            return self.registry.get(topic).key_of(message)
+        with contextlib.suppress(LookupError):
+            return self.registry.topic_for(message).key_of(message)
+        return None
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def http_port(self) -> int:
+        """The port ``/healthz``, ``/readyz`` and ``/metrics`` are served on (after start)."""
+        return self._http.port
+
+    @property
+    def consumer(self) -> ConsumerLoop | None:
+        return self._consumer
+
+    def ready_reason(self) -> str | None:
+        """``None`` when ready, otherwise why not (the ``/readyz`` body)."""
+        if self._phase is not Phase.RUNNING:
+            return self._phase.value
+        if self._consumer is not None and not self._consumer.assigned:
+            return "consumer has no partitions assigned yet"
+        if not self.extra_readiness():
+            return f"{self.name} is not ready (service-specific readiness)"
+        return None
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_reason() is None
+
+    def live_reason(self) -> str | None:
+        """``None`` while alive; the failure once the consumer loop or the background task crashed."""
+        return None if self._failure is None else f"failed: {self._failure!r}"
+
+    def _status(self) -> ServiceStatus:
+        if self._phase in (Phase.DRAINING, Phase.STOPPED):
+            return ServiceStatus.DRAINING
+        if self._phase is Phase.RUNNING:
+            return ServiceStatus.READY if self.ready else ServiceStatus.DEGRADED
+        return ServiceStatus.STARTING
+
+    def _heartbeat_stats(self) -> HeartbeatStats:
+        return HeartbeatStats(
+            status=self._status(),
+            events_in=self._events_in,
+            events_out=self._events_out,
+            consumer_lag=self._consumer.lag if self._consumer is not None else 0,
+            details={"phase": self._phase.value, "http_port": self._http.port if self._phase is Phase.RUNNING else 0},
+        )
+
+    async def _send_heartbeat(self, heartbeat: HeartbeatEmitted) -> None:
+        await self.bus.publish_to(self.heartbeat_topic, heartbeat, key=self.name)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def _on_delivery(self, message: Message, delivery: Delivery) -> None:
+        attributes: dict[str, str | int] = {
+            "messaging.kafka.partition": delivery.partition,
+            "messaging.kafka.offset": delivery.offset,
+            "messaging.consumer.group.name": self.group_id,
+            "messaging.message.id": str(message.event_id),
+            "ata.event_type": message.event_type,
+        }
+        with telemetry.consumer_span(self.name, delivery.topic, delivery.headers, attributes=attributes):
+            outputs = await self.handle(message, delivery)
+            await self.publish(outputs)
+        self._events_in += 1
+
+    async def start(self) -> None:
+        """Bring the service up to RUNNING (see the module contract); on failure, undo what was started."""
+        if self._phase is not Phase.CREATED:
+            raise RuntimeError(f"{self.name} cannot start from phase {self._phase.value}")
+        self._phase = Phase.STARTING
+        telemetry.tracer_provider(self.name, self.instance)
+        ready_gauge = metrics.SERVICE_READY.labels(service=self.name, instance=self.instance)
+        ready_gauge.set_function(lambda: 1.0 if self.ready else 0.0)
+        metrics.SERVICE_START_TIME.labels(service=self.name, instance=self.instance).set(time.time())
+        try:
+            await self._http.start()
+            await self.bus.start()
+            await self.on_start()
+            if self.subscriptions:
+                await self._start_consuming()
+        except BaseException:
+            await self.stop()
+            raise
+        self._phase = Phase.RUNNING
+        self._tasks["heartbeat"] = asyncio.create_task(self._heartbeat.run(), name=f"{self.name}:heartbeat")
+        self._tasks["background"] = asyncio.create_task(self.background(), name=f"{self.name}:background")
+        self.log.info("service started", extra={"http_port": self._http.port, "subscriptions": list(self.subscriptions)})
+
+    async def _start_consuming(self) -> None:
+        if self._applied is None:
+            self._applied = AppliedIds.from_url(self.group_id, self.settings.redis_url)
+        consumer = ConsumerLoop(self.bus, self.group_id, self.subscriptions, self._on_delivery, applied=self._applied)
+        self._consumer = consumer
+        await consumer.start()
+        self._tasks["consumer"] = asyncio.create_task(consumer.wait(), name=f"{self.name}:consumer")
+
+    def request_stop(self) -> None:
+        """Ask a running :meth:`run` to drain and stop (signal handlers call this)."""
+        self._stop_requested.set()
+
+    async def run(self) -> None:
+        """Start, run until :meth:`request_stop` or a failure, then drain and stop.
+
+        Raises :class:`ServiceFailedError` when the consumer loop or the background task failed.
+        """
+        await self.start()
+        try:
+            await self._until_stop_or_failure()
+        finally:
+            await self.stop()
+        if self._failure is not None:
+            raise ServiceFailedError(f"{self.name} failed: {self._failure!r}") from self._failure
+
+    async def _until_stop_or_failure(self) -> None:
+        stop_waiter = asyncio.create_task(self._stop_requested.wait(), name=f"{self.name}:stop-request")
+        watched = {task for key, task in self._tasks.items() if key != "heartbeat"}
+        try:
+            while True:
+                done, _ = await asyncio.wait({stop_waiter, *watched}, return_when=asyncio.FIRST_COMPLETED)
+                if stop_waiter in done:
+                    return
+                for task in done:
+                    watched.discard(task)
+                    if not task.cancelled() and task.exception() is not None:
+                        self._failure = task.exception()
+                        self.log.error("%s crashed; draining", task.get_name(), exc_info=self._failure)
+                        return
+                    if task is self._tasks.get("consumer"):
+                        self._failure = RuntimeError("consumer loop ended unexpectedly")
+                        return
+        finally:
+            stop_waiter.cancel()
+
+    async def stop(self) -> None:
+        """Drain and stop (idempotent). Each step is bounded so the whole stop fits :attr:`stop_timeout_s`."""
+        if self._phase in (Phase.DRAINING, Phase.STOPPED):
+            return
+        was_running = self._phase is Phase.RUNNING
+        self._phase = Phase.DRAINING
+        deadline = time.monotonic() + self.stop_timeout_s
+        self.log.info("service draining")
+        await self._cancel_task("background")
+        await self._cancel_task("consumer")  # only the watcher; the loop itself is stopped below
+        if self._consumer is not None:
+            try:
+                await self._consumer.stop(timeout_s=max(0.5, deadline - time.monotonic() - 2 * CLOSE_STEP_TIMEOUT_S))
+            except Exception as exc:  # already recorded as the failure by the watcher
+                self._failure = self._failure or exc
+        await self._cancel_task("heartbeat")
+        if was_running:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(CLOSE_STEP_TIMEOUT_S, max(0.1, deadline - time.monotonic()))):
+                    await self._heartbeat.emit()
+        try:
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                await self.on_stop()
+        except Exception:
+            self.log.exception("on_stop failed")
+        await self._close("producer", self.bus.stop(), deadline)
+        if self._applied is not None:
+            await self._close("applied-id store", self._applied.close(), deadline)
+        await self._close("http endpoints", self._http.stop(), deadline)
+        metrics.SERVICE_READY.labels(service=self.name, instance=self.instance).set_function(lambda: 0.0)
+        self._phase = Phase.STOPPED
+        self.log.info("service stopped")
+
+    async def _cancel_task(self, key: str) -> None:
+        task = self._tasks.pop(key, None)
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            # Exceptions were already seen by the watcher (or are a cancellation side effect).
+            await task
+
+    async def _close(self, what: str, step: Awaitable[None], deadline: float) -> None:
+        try:
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                await step
+        except Exception:
+            self.log.exception("closing %s failed", what)
+
+
+def _log_level() -> str:
+    level = os.environ.get("ATA_LOG_LEVEL", "INFO").upper()
+    return level if level in logging.getLevelNamesMapping() else "INFO"
+
+
+async def _serve(service: Service) -> int:
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    signals_seen = 0
+
+    def on_signal(signum: signal.Signals) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            log.info("received %s; draining", signum.name)
+            service.request_stop()
+        elif main_task is not None:
+            log.warning("received %s again; stopping without draining", signum.name)
+            main_task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await service.run()
+    except ServiceFailedError:
+        return 1
+    except asyncio.CancelledError:
+        return 130
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    return 0
+
+
+def run_service(cls: type[Service]) -> NoReturn:
+    """Run ``cls`` until SIGTERM/SIGINT and exit: 0 after a clean drain, 1 if it failed, 2 on bad configuration.
+
+    What ``python -m ata.<name>`` calls. Settings come from the environment (:meth:`Service.from_env`);
+    logs go to stderr as JSON lines at ``ATA_LOG_LEVEL`` (default INFO).
+    """
+    try:
+        service = cls.from_env()
+    except ConfigError as exc:
+        telemetry.configure_logging(cls.name, f"{cls.name}-{os.getpid()}", _log_level())
+        log.error("configuration refused: %s", exc, extra={"problems": exc.problems})
+        sys.exit(2)
+    telemetry.configure_logging(cls.name, service.instance, _log_level())
+    try:
+        code = asyncio.run(_serve(service))
+    except Exception:
+        log.exception("%s failed to start", cls.name)
+        code = 1
+    sys.exit(code)
