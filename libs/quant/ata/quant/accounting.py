@@ -16,8 +16,8 @@ Contract
 - ``high_water_mark`` and ``drawdown`` (a fraction in ``[0, 1]``) follow equity after every
   fill and mark. ``reset_high_water_mark()`` re-bases them (an operator resume does this).
 - Market value and gross exposure are kept as running sums for O(1) reads; ``revalue()``
-  recomputes them exactly and is called by ``snapshot()`` so float drift cannot accumulate
-  across restores.
+  recomputes them from the positions. The snapshot carries the running sums as they are, so
+  a restored portfolio continues bit-for-bit like the one that was never interrupted.
 
 Numeric policy follows ``ata.events.values``: plain floats; a quantity whose magnitude
 falls below ``QTY_EPSILON`` relative to the quantities involved is snapped to zero.
@@ -188,9 +188,10 @@ class Portfolio:
     # -- state -------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """Plain, JSON-serialisable state; ``Portfolio.restore(snapshot)`` rebuilds it."""
-        self.revalue()
         return {
             "initial_cash": self.initial_cash,
+            "market_value": self._market_value,
+            "gross": self._gross,
             "cash": self.cash,
             "realized_pnl": self.realized_pnl,
             "fees": self.fees,
@@ -210,6 +211,7 @@ class Portfolio:
         for symbol, qty, avg, realized, fees, mark in state["positions"]:
             portfolio.positions[symbol] = Position(symbol, float(qty), float(avg), float(realized), float(fees),
                                                    None if mark is None else float(mark))
-        portfolio.revalue()
+        portfolio._market_value = float(state["market_value"])
+        portfolio._gross = float(state["gross"])
         portfolio.high_water_mark = float(state["high_water_mark"])
         return portfolio

@@ -12,6 +12,7 @@ from ata.events import (
     QuoteUpdated,
     RegimeLabel,
     RegimeStateUpdated,
+    Side,
     SubmitOrder,
     TargetProposed,
     Verdict,
@@ -61,6 +62,15 @@ def fill_for(order: SubmitOrder, ts: int, price: float, *, quantity: float | Non
                                source="execution/test", fill_id=f"{order.client_order_id}-{fill_no}",
                                client_order_id=order.client_order_id, broker="sim", symbol=order.symbol, side=order.side,
                                quantity=qty, price=price, fee=fee)
+
+
+def fill(symbol: str, ts: int, signed_quantity: float, price: float, *, client_order_id: str = "ata-manual",
+         fill_no: int = 0, fee: float = 0.0) -> FillReported:
+    """A fill not caused by a risk order (e.g. a position adopted at start)."""
+    return FillReported.origin(natural_key=("test", client_order_id, fill_no, ts), ts_event=ts, ts_init=ts,
+                               source="execution/test", fill_id=f"{client_order_id}-{fill_no}", client_order_id=client_order_id,
+                               broker="sim", symbol=symbol, side=Side.BUY if signed_quantity > 0 else Side.SELL,
+                               quantity=abs(signed_quantity), price=price, fee=fee)
 
 
 def command(cls: Any, ts: int, **fields: Any) -> Any:

@@ -216,10 +216,10 @@ class RiskEngine:
             self.bar_stamps += 1
             if self.bar_stamps % self.settings.correlation_refresh_bars == 0:
                 self._refresh_correlations(bar, out)
+        self._unwind_step(bar, out)  # before reassessing: a plan started by this bar sends its first slices once
         self._update_symbol_stress(bar.symbol, market)
         self._reassess_stress(bar, out)
         self._reassess_drawdown(bar, out)
-        self._unwind_step(bar, out)
 
     def _refresh_correlations(self, cause: Message, out: list[Message]) -> None:
         symbols = [s for s in self.panel.symbols() if self.markets.get(s) is not None]
