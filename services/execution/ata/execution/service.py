@@ -1,0 +1,213 @@
+"""The execution service shell: Kafka in and out, brokers, Redis record, metrics. Logic lives in the core.
+
+Subscribes to order commands and market data. Before the consumer starts (so before any
+order is accepted) :meth:`ExecutionService.on_start` reconciles every broker against the
+Redis record, retrying until it succeeds; until then ``/readyz`` says not ready. The
+background task follows each broker's trade-update stream, sends due TWAP slices,
+re-checks orders in flight past the threshold and polls open orders periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any, Self
+
+from ata.events import (
+    REGISTRY,
+    BarClosed,
+    CancelOrder,
+    ExecutionQualityMeasured,
+    FillReported,
+    Message,
+    OrderReconciled,
+    OrderTransitionRefused,
+    PositionMismatchDetected,
+    QuoteUpdated,
+    SubmitOrder,
+    TopicRegistry,
+)
+from ata.events.orders import ORDER_LIFECYCLE
+from ata.execution.brokers.sim_client import SimulatedHttpBroker
+from ata.execution.brokers.simulated import FeeModel, SimConfig, SimulatedBroker, SimulatedExchange
+from ata.execution.config import ExecutionSettings
+from ata.execution.core.engine import BrokerRoute, EngineConfig, ExecutionEngine, TwapPolicy
+from ata.execution.core.ports import BrokerError, BrokerPort
+from ata.execution.core.slippage import model_from_name
+from ata.execution.store import RedisOrderStore
+from ata.runtime import metrics
+from ata.runtime.bus import Delivery
+from ata.runtime.config import ConfigError, RuntimeSettings, load_settings
+from ata.runtime.resilience import Backoff, BreakerPolicy, Threshold
+from ata.runtime.service import Service, run_service
+
+COMMANDS, QUOTES, BARS = "orders.commands.v1", "market.quotes.v1", "market.bars.v1"
+
+ORDERS = metrics.counter("ata_execution_orders_total", "Order lifecycle events published, by status event", ("event",))
+FILLS = metrics.counter("ata_execution_fills_total", "Fills published, by broker", ("broker",))
+SHORTFALL = metrics.histogram("ata_execution_shortfall_bps", "Implementation shortfall of completed orders (bps)", ("broker",),
+                              buckets=(-50, -10, -5, -1, 0, 1, 5, 10, 25, 50, 100, 250))
+ALIGNMENTS = metrics.counter("ata_execution_alignments_total", "Reconciliation realignments and refused transitions", ("kind",))
+SUBMIT_SECONDS = metrics.histogram("ata_execution_command_seconds", "Time from a command's arrival to its broker acknowledgement")
+
+
+def namespaced(name: str, namespace: str) -> str:
+    """``d.s.vN`` -> ``d.s_<namespace>.vN``; unchanged without a namespace."""
+    if not namespace:
+        return name
+    domain, stream, version = name.split(".")
+    return f"{domain}.{stream}_{namespace}.{version}"
+
+
+def namespaced_registry(namespace: str) -> TopicRegistry:
+    """The registry with every topic namespaced (isolated test runs share one broker)."""
+    if not namespace:
+        return REGISTRY
+    return TopicRegistry(dataclasses.replace(t, name=namespaced(t.name, namespace)) for t in REGISTRY.data_topics())
+
+
+def build_ports(settings: ExecutionSettings) -> list[BrokerRoute]:
+    """The configured brokers in priority order."""
+    routes: list[BrokerRoute] = []
+    timeout_s = settings.http_timeout_ms / 1000
+    for priority, name in enumerate(settings.brokers.split(",")):
+        port: BrokerPort
+        if name == "sim":
+            if settings.sim_broker_url:
+                port = SimulatedHttpBroker("sim", settings.sim_broker_url, timeout_s=timeout_s)
+            else:
+                config = SimConfig(slippage=model_from_name(settings.sim_slippage, bps=settings.sim_slippage_bps),
+                                   fees=FeeModel(bps=settings.sim_fee_bps), latency_ns=int(settings.sim_latency_ms * 1e6),
+                                   participation=settings.sim_participation)
+                port = SimulatedBroker("sim", SimulatedExchange(config), clock=time.time_ns)
+            routes.append(BrokerRoute(port, priority=priority, fee_bps=settings.sim_fee_bps))
+        elif name == "alpaca":
+            from ata.execution.brokers.alpaca import AlpacaBroker
+
+            port = AlpacaBroker.from_settings(settings)
+            routes.append(BrokerRoute(port, priority=priority))
+        else:
+            raise ConfigError("ExecutionSettings", [f"ATA_EXECUTION_BROKERS (field brokers): unknown broker {name!r}"])
+    return routes
+
+
+class ExecutionService(Service):
+    name = "execution"
+    subscriptions = (COMMANDS, QUOTES, BARS)
+
+    def __init__(self, settings: RuntimeSettings, exec_settings: ExecutionSettings, **kwargs: Any) -> None:
+        namespace = exec_settings.topic_namespace
+        self.registry = namespaced_registry(namespace)  # type: ignore[misc]  # per-instance topics
+        self.subscriptions = tuple(namespaced(t, namespace) for t in (COMMANDS, QUOTES, BARS))  # type: ignore[misc]
+        kwargs.setdefault("group_id", f"execution_{namespace}" if namespace else "execution")
+        super().__init__(settings, **kwargs)
+        self.exec_settings = exec_settings
+        self.store = RedisOrderStore.from_url(settings.redis_url, exec_settings.redis_prefix)
+        policy = BreakerPolicy(warning=None, critical=Threshold(consecutive_failures=exec_settings.breaker_failures),
+                               open_cooldown_s=exec_settings.breaker_cooldown_s)
+        twap = (TwapPolicy(exec_settings.twap_min_quantity, exec_settings.twap_slices, exec_settings.twap_interval_ms * 1_000_000)
+                if exec_settings.twap_min_quantity > 0 else None)
+        config = EngineConfig(source=self.source, breaker_policy=policy, twap=twap,
+                              inflight_recheck_ns=exec_settings.inflight_recheck_ms * 1_000_000,
+                              adopt_extra_orders=exec_settings.adopt_extra_orders)
+        self.engine = ExecutionEngine(build_ports(exec_settings), self.store, time.time_ns, config)
+
+    @classmethod
+    def from_env(cls) -> Self:
+        return cls(load_settings(RuntimeSettings), load_settings(ExecutionSettings))
+
+    def extra_readiness(self) -> bool:
+        return self.engine.ready
+
+    async def on_start(self) -> None:
+        """Reconcile with every broker before the consumer starts; retry until it works."""
+        backoff = Backoff(initial_s=0.2, cap_s=5.0, max_attempts=None)
+        attempt = 0
+        while True:
+            try:
+                events = await self.engine.start()
+                break
+            except BrokerError as exc:
+                self.log.warning("startup reconciliation failed, retrying: %s", exc)
+                await asyncio.sleep(backoff.ceiling(attempt))
+                attempt += 1
+        self._observe(events)
+        await self.publish(events)
+        self.log.info("reconciled with brokers", extra={"alignment_events": len(events), "orders": len(self.engine.orders)})
+
+    async def on_stop(self) -> None:
+        for route in self.engine.routes.values():
+            await route.port.close()
+        await self.store.close()
+
+    async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
+        if isinstance(message, SubmitOrder):
+            started = time.perf_counter()
+            events = await self.engine.handle_submit(message)
+            SUBMIT_SECONDS.observe(time.perf_counter() - started)
+        elif isinstance(message, CancelOrder):
+            events = await self.engine.handle_cancel(message)
+        elif isinstance(message, QuoteUpdated | BarClosed):
+            self.engine.on_market(message)
+            await self._forward_market(message)
+            events = []
+        else:
+            return []
+        self._observe(events)
+        return events
+
+    async def _forward_market(self, event: QuoteUpdated | BarClosed) -> None:
+        """Simulated brokers fill against the market data execution sees."""
+        for route in self.engine.routes.values():
+            feed = getattr(route.port, "on_market", None)
+            if feed is not None:
+                try:
+                    await feed(event)
+                except BrokerError as exc:
+                    self.log.warning("market data not delivered to %s: %s", route.name, exc)
+
+    def _observe(self, events: Sequence[Message]) -> None:
+        for event in events:
+            if isinstance(event, ORDER_LIFECYCLE):
+                ORDERS.labels(event.event_type).inc()
+            elif isinstance(event, FillReported):
+                FILLS.labels(event.broker).inc()
+            elif isinstance(event, ExecutionQualityMeasured):
+                SHORTFALL.labels(event.broker).observe(event.shortfall_bps)
+            elif isinstance(event, OrderReconciled | PositionMismatchDetected | OrderTransitionRefused):
+                ALIGNMENTS.labels(event.event_type).inc()
+
+    async def background(self) -> None:
+        tasks = [asyncio.create_task(self._follow(route), name=f"execution:updates:{route.name}")
+                 for route in self.engine.routes.values()]
+        tasks.append(asyncio.create_task(self._timers(), name="execution:timers"))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _follow(self, route: BrokerRoute) -> None:
+        async for update in route.port.updates():
+            events = await self.engine.on_broker_update(route.name, update)
+            self._observe(events)
+            await self.publish(events)
+
+    async def _timers(self) -> None:
+        interval_s = self.exec_settings.timer_interval_ms / 1000
+        poll_every_s = self.exec_settings.poll_interval_ms / 1000
+        last_poll = time.monotonic()
+        while True:
+            await asyncio.sleep(interval_s)
+            events = await self.engine.on_timer(time.time_ns())
+            if time.monotonic() - last_poll >= poll_every_s:
+                last_poll = time.monotonic()
+                events += await self.engine.poll()
+            self._observe(events)
+            await self.publish(events)
+
+
+def main() -> None:
+    run_service(ExecutionService)
