@@ -121,7 +121,7 @@ def _channel(topic: Topic) -> Schema:
             },
         },
         "x-ata-key": topic.key_field,
-        "x-ata-dlq-of": topic.dlq_of,
+        **({"x-ata-dlq-of": topic.dlq_of} if topic.dlq_of else {}),
     }
 
 
@@ -366,11 +366,13 @@ class _Comparator:
     def report(self, path: str, rule: str, detail: str = "") -> None:
         self.issues.append(Incompatibility(self.file, path, rule, detail))
 
-    def variants(self, node: Schema, resolve: _Resolver) -> list[Schema]:
+    @staticmethod
+    def variants(node: Schema) -> list[Schema]:
+        """The options of an ``anyOf``/``oneOf`` node (flattened, references left unresolved)."""
         for key in ("anyOf", "oneOf"):
             if isinstance(node.get(key), list):
                 shared = {k: v for k, v in node.items() if k != key}
-                return [v for option in node[key] for v in self.variants(resolve({**shared, **resolve(option)}), resolve)]
+                return [v for option in node[key] for v in _Comparator.variants({**shared, **option})]
         return [node]
 
     def compare(self, old_node: Any, new_node: Any, path: str) -> None:
@@ -381,23 +383,22 @@ class _Comparator:
                 return
             self._seen.add(marker)
         old, new = self.old(old_node), self.new(new_node)
-        old_variants, new_variants = self.variants(old, self.old), self.variants(new, self.new)
+        old_variants, new_variants = self.variants(old), self.variants(new)
         if len(old_variants) == 1 and len(new_variants) == 1:
-            self.compare_node(old_variants[0], new_variants[0], path)
+            self.compare_node(old, new, path)
             return
         for variant in old_variants:
-            match = self._best_match(variant, new_variants)
+            match = self._best_match(self.old(variant), new_variants)
             if match is None:
-                self.report(path, "type narrowed", f"variant {_describe(variant)} no longer accepted")
+                self.report(path, "type narrowed", f"variant {_describe(self.old(variant))} no longer accepted")
             else:
-                self.compare_node(variant, match, path)
+                self.compare(variant, match, path)
 
-    @staticmethod
-    def _best_match(variant: Schema, candidates: list[Schema]) -> Schema | None:
+    def _best_match(self, variant: Schema, candidates: list[Schema]) -> Schema | None:
         old_types = _types(variant)
         best: Schema | None = None
         for candidate in candidates:
-            new_types = _types(candidate)
+            new_types = _types(self.new(candidate))
             if new_types is None:
                 return candidate
             if old_types is not None and all(_covers(t, new_types) for t in old_types):
