@@ -83,8 +83,8 @@ CASES: list[tuple[str, dict[str, Any], Callable[[RiskEngine], object], str, floa
     ("zero quantity", {}, nothing, "AAA", 0.0, 100.0, NOW, DenialReason.INVALID_QUANTITY),
     ("negative price", {}, nothing, "AAA", 100, -1.0, NOW, DenialReason.INVALID_PRICE),
     ("infinite price", {}, nothing, "AAA", 100, math.inf, NOW, DenialReason.INVALID_PRICE),
-    ("unreliable data", {}, lambda e: e.handle(command(DataReliabilityChanged, NOW, symbol="AAA", reliable=False, reason="spikes")),
-     "AAA", 100, 100.0, NOW, DenialReason.DATA_UNRELIABLE),
+    ("unreliable data", {},
+     lambda e: e.handle(command(DataReliabilityChanged, NOW, symbol="AAA", reliable=False, reason="spikes")), "AAA", 100, 100.0, NOW, DenialReason.DATA_UNRELIABLE),
     ("stale data", {"max_staleness_ms": 60_000}, nothing, "AAA", 100, 100.0, NOW + 61 * NS_PER_S, DenialReason.STALE_MARKET_DATA),
     ("daily loss", {}, both(hold("AAA", 4000), lambda e: e.handle(bar("AAA", NOW + MINUTE, 80.0))), "BBB", 10, 100.0,
      NOW + MINUTE, DenialReason.DAILY_LOSS),
@@ -109,9 +109,10 @@ CASES: list[tuple[str, dict[str, Any], Callable[[RiskEngine], object], str, floa
 ]
 
 
-@pytest.mark.parametrize(("name", "overrides", "setup", "symbol", "qty", "price", "ts", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_risk_check_table(name: str, overrides: dict[str, Any], setup: Callable[[RiskEngine], object], symbol: str, qty: float,
-                          price: float, ts: int, expected: DenialReason | None) -> None:
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_risk_check_table(case: tuple[str, dict[str, Any], Callable[[RiskEngine], object], str, float, float, int,
+                                      DenialReason | None]) -> None:
+    _, overrides, setup, symbol, qty, price, ts, expected = case
     engine = warm_engine(**overrides)
     setup(engine)
     denial = run_checks(engine.order_check(symbol, qty, price, ts))

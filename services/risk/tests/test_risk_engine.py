@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -202,8 +203,8 @@ def test_risk_stress_crisis_and_vol_spike_reduce_and_unwind_by_liquidity() -> No
     rnd = random.Random(5)
     price = {"AAA": 100.0, "BBB": 100.0}
     for i in range(40):
-        for s in price:
-            price[s] *= math.exp(rnd.gauss(0, 0.001))
+        for s, p in price.items():
+            price[s] = p * math.exp(rnd.gauss(0, 0.001))
             engine.handle(bar(s, T0 + i * MINUTE, price[s], volume=1000.0))
     now = T0 + 39 * MINUTE
     engine.handle(fill("AAA", now, 3000, price["AAA"], client_order_id="ata-a"))
@@ -250,7 +251,7 @@ def test_risk_portfolio_snapshots_follow_event_time_schedule() -> None:
     for i in range(30):
         snaps += only(engine.handle(bar("AAA", T0 + i * MINUTE, 100.0 + i)), PortfolioSnapshotTaken)
     assert len(snaps) == 6  # every 5 minutes of event time
-    assert all(b.ts_event - a.ts_event == 300 * NS_PER_S for a, b in zip(snaps, snaps[1:], strict=False))
+    assert all(b.ts_event - a.ts_event == 300 * NS_PER_S for a, b in itertools.pairwise(snaps))
     assert snaps[-1].equity == engine.portfolio.equity
 
 
@@ -261,8 +262,8 @@ def _scenario(seed: int) -> list[Message]:
     prices = {"AAA": 100.0, "BBB": 50.0}
     for i in range(120):
         ts = T0 + i * MINUTE
-        for s in prices:
-            prices[s] *= math.exp(rnd.gauss(0, 0.01))
+        for s, p in prices.items():
+            prices[s] = p * math.exp(rnd.gauss(0, 0.01))
             events.append(bar(s, ts, prices[s]))
         if i > 25 and i % 3 == 0:
             s = rnd.choice(list(prices))
