@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ata.events import all_message_classes
+from ata.events import CATALOGUE
 from ata.events.topics import REGISTRY
 from ata.runtime import schemas
 
@@ -129,7 +129,7 @@ def test_removed_message_type_and_topic_changes_are_incompatible() -> None:
 
 def test_every_message_schema_is_self_describing() -> None:
     rendered = schemas.render()
-    for cls in all_message_classes():
+    for cls in CATALOGUE:
         schema = json.loads(rendered[f"{cls.__name__}.json"])
         assert schema["$schema"] == schemas.JSON_SCHEMA_DIALECT
         assert schema["properties"]["event_type"]["const"] == cls.__name__
@@ -178,7 +178,7 @@ def test_asyncapi_structure_and_references(tmp_path: Path) -> None:
 
 def test_write_removes_schemas_of_deleted_types_and_reports_staleness(tmp_path: Path) -> None:
     first = schemas.write(tmp_path)
-    assert len(first.written) == len(all_message_classes()) + 1
+    assert len(first.written) == len(CATALOGUE) + 1
     assert schemas.stale_files(tmp_path) == []
     (tmp_path / "Retired.json").write_text("{}\n")
     (tmp_path / "BarClosed.json").write_text("{}\n")
@@ -216,3 +216,22 @@ def test_baseline_falls_back_to_disk_outside_git(tmp_path: Path) -> None:
     found = schemas.baseline(tmp_path)
     assert found.origin == "disk"
     assert set(found.files) == {"Demo.json"}
+
+
+def test_extension_entry_points_add_message_classes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ata_schema_ext_demo.py").write_text(
+        "from ata.events import Event\n"
+        "class WidgetCounted(Event):\n    count: int\n"
+        "MESSAGES = (WidgetCounted,)\nNOT_MESSAGES = (int,)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry_point = schemas.metadata.EntryPoint
+    declared = [entry_point(name="demo", value="ata_schema_ext_demo:MESSAGES", group=schemas.EXTENSION_GROUP)]
+    monkeypatch.setattr(schemas.metadata, "entry_points",
+                        lambda **kw: declared if kw.get("group") == schemas.EXTENSION_GROUP else [])
+    names = [cls.__name__ for cls in schemas.message_classes()]
+    assert "WidgetCounted" in names and names == sorted(names)
+    assert len(names) == len(CATALOGUE) + 1
+    declared[0] = entry_point(name="bad", value="ata_schema_ext_demo:NOT_MESSAGES", group=schemas.EXTENSION_GROUP)
+    with pytest.raises(TypeError, match="not a Message class"):
+        schemas.message_classes()

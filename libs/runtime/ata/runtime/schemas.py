@@ -30,9 +30,10 @@ Adding optional fields, enum values, message types and topics is compatible. Tit
 descriptions and defaults are documentation. A breaking change needs a new message type
 or a new topic version (``<domain>.<stream>.v<N+1>``) instead.
 
-Service-defined messages (``ata.events.register``) are included when the defining module
-is imported; a service makes them visible here by declaring the module under the
-``ata.events`` entry-point group.
+The published set is the catalogue (``ata.events.CATALOGUE``) plus the message classes a
+service package declares under the ``ata.events`` entry-point group, each entry point naming
+a sequence of classes (``risk = "ata.risk.events:MESSAGES"``). Classes registered only at
+import time are not published, so the output never depends on what happened to be imported.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import Any, cast
 
 import yaml
 
-from ata.events.catalogue import all_message_classes
+from ata.events.catalogue import CATALOGUE
 from ata.events.envelope import Command, Message
 from ata.events.topics import REGISTRY, Topic, TopicRegistry
 
@@ -61,16 +62,23 @@ Schema = dict[str, Any]
 
 
 # -- rendering ---------------------------------------------------------------------------------
-def load_extensions() -> None:
-    """Import every ``ata.events`` entry point so service-defined messages are registered."""
-    for entry_point in metadata.entry_points(group=EXTENSION_GROUP):
-        entry_point.load()
+def extension_classes() -> list[type[Message]]:
+    """Message classes declared by installed packages under the ``ata.events`` entry-point group."""
+    found: list[type[Message]] = []
+    for entry_point in sorted(metadata.entry_points(group=EXTENSION_GROUP), key=lambda ep: ep.name):
+        declared = entry_point.load()
+        classes = declared if isinstance(declared, list | tuple) else (declared,)
+        for cls in classes:
+            if not (isinstance(cls, type) and issubclass(cls, Message)):
+                raise TypeError(f"entry point {entry_point.name!r} in {EXTENSION_GROUP} declares {cls!r}, not a Message class")
+            found.append(cls)
+    return found
 
 
 def message_classes() -> list[type[Message]]:
-    """Every registered message type, sorted by name."""
-    load_extensions()
-    return sorted(all_message_classes(), key=lambda cls: cls.__name__)
+    """Every published message type, sorted by name."""
+    unique = {cls.__name__: cls for cls in (*CATALOGUE, *extension_classes())}
+    return [unique[name] for name in sorted(unique)]
 
 
 def topics_of(cls: type[Message], registry: TopicRegistry = REGISTRY) -> list[str]:
