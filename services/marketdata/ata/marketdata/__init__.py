@@ -1,0 +1,1 @@
+"""ata.marketdata: bars and quotes from replay, synthetic and Alpaca sources, integrity-checked."""
