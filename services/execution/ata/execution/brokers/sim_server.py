@@ -59,6 +59,7 @@ class SimBrokerServer:
         self.host = host
         self.port = port
         self.timeout_delay_s = timeout_delay_s
+        self.duplicate_refusals = 0
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         app = web.Application()
@@ -100,6 +101,7 @@ class SimBrokerServer:
         try:
             placed = self.exchange.submit(order_request, time.time_ns())
         except DuplicateClientOrderIdError as exc:
+            self.duplicate_refusals += 1
             return _json({"message": str(exc)}, 409)
         except OrderRejectedError as exc:
             return _json({"message": exc.reason}, 422)
@@ -163,6 +165,7 @@ class SimBrokerServer:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return _json({"submissions": self.exchange.submissions, "update_seq": self.exchange.update_seq,
+                      "duplicate_refusals": self.duplicate_refusals,
                       "orders": [o["request"]["client_order_id"] for o in self.exchange.snapshot()["orders"]]})
 
     async def _health(self, request: web.Request) -> web.Response:
