@@ -298,7 +298,12 @@ class Service:
         consumer = ConsumerLoop(self.bus, self.group_id, self.subscriptions, self._on_delivery, applied=self._applied)
         self._consumer = consumer
         await consumer.start()
-        self._tasks["consumer"] = asyncio.create_task(consumer.wait(), name=f"{self.name}:consumer")
+        # Shielded: cancelling this watcher on drain must not cancel the loop's handler mid-message.
+        self._tasks["consumer"] = asyncio.create_task(self._watch(consumer), name=f"{self.name}:consumer")
+
+    @staticmethod
+    async def _watch(consumer: ConsumerLoop) -> None:
+        await asyncio.shield(consumer.wait())
 
     def request_stop(self) -> None:
         """Ask a running :meth:`run` to drain and stop (signal handlers call this)."""
