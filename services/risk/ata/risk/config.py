@@ -104,8 +104,11 @@ class RiskSettings(ServiceSettings):
     oversight_fallback: Literal["deny", "allow"] = "deny"
     oversight_min_notional: float = Field(0.0, ge=0, description="gating: targets at least this large wait for a verdict")
 
-    # Snapshots
+    # Snapshots and service shell
     snapshot_interval_ms: int = Field(60_000, gt=0, description="portfolio snapshot period in event time")
+    state_key: str = Field("ata:risk:state", min_length=1, description="Redis key of the engine state cache")
+    state_save_every_messages: int = Field(500, gt=0, description="cache the engine state after this many messages")
+    tick_interval_ms: int = Field(250, gt=0, description="wall-clock tick for oversight timeouts")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -1,0 +1,138 @@
+"""The risk service shell: Kafka in and out, a Redis cache of the engine state, metrics.
+
+All decisions are made by :class:`ata.risk.core.RiskEngine`. The shell feeds it every
+subscribed message, publishes what it returns (orders to ``orders.commands.v1``, denials to
+``risk.decisions.v1``, state changes to ``risk.state.v1``, limit answers to
+``risk.limits.v1``, snapshots to ``portfolio.snapshots.v1``), ticks it with the wall clock so
+an oversight timeout fires without new events, and caches its state in Redis (on stop and
+every ``state_save_every_messages`` messages) to resume where it stopped. Redis is only a
+cache: when it is unreachable the service starts from its configured initial state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ata.events import REGISTRY, Message, OrderDenied, SubmitOrder, TopicRegistry, TradingState
+from ata.risk.config import RiskSettings
+from ata.risk.core import RiskEngine
+from ata.runtime import metrics
+from ata.runtime.bus import Delivery
+from ata.runtime.config import RuntimeSettings, load_settings
+from ata.runtime.service import Service, run_service
+
+SUBSCRIPTIONS = (
+    "market.bars.v1",
+    "market.quotes.v1",
+    "market.anomalies.v1",
+    "regime.states.v1",
+    "strategy.targets.v1",
+    "oversight.reviews.v1",
+    "orders.fills.v1",
+    "orders.events.v1",
+    "system.journal.v1",
+    "control.commands.v1",
+)
+STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+DECISIONS = metrics.counter("ata_risk_orders_total", "Order decisions: approved, or the denial reason code", ("decision",))
+EQUITY = metrics.gauge("ata_risk_equity", "Portfolio equity (account currency)")
+DRAWDOWN = metrics.gauge("ata_risk_drawdown_ratio", "Drawdown from the high-water mark (fraction)")
+TRADING_STATE = metrics.gauge("ata_risk_trading_state", "Trading state: 0 ACTIVE, 1 REDUCING, 2 HALTED")
+GROSS = metrics.gauge("ata_risk_gross_exposure", "Gross exposure (account currency)")
+
+
+def renamed_registry(names: Mapping[str, str]) -> TopicRegistry:
+    """The registry with topics renamed per ``names`` (isolated runs on one shared broker)."""
+    return TopicRegistry(dataclasses.replace(t, name=names.get(t.name, t.name)) for t in REGISTRY.data_topics())
+
+
+class RiskService(Service):
+    name = "risk"
+    subscriptions: ClassVar[tuple[str, ...]] = SUBSCRIPTIONS
+
+    def __init__(self, settings: RuntimeSettings, risk_settings: RiskSettings, *, topic_names: Mapping[str, str] | None = None,
+                 **kwargs: Any) -> None:
+        if topic_names:
+            self.registry = renamed_registry(topic_names)  # type: ignore[misc]  # per-instance topics
+            self.subscriptions = tuple(topic_names.get(t, t) for t in SUBSCRIPTIONS)  # type: ignore[misc]
+        super().__init__(settings, **kwargs)
+        self.risk_settings = risk_settings
+        self.engine = RiskEngine(risk_settings, source=self.source)
+        self._redis: Redis[bytes] | None = None
+        self._since_save = 0
+
+    @classmethod
+    def from_env(cls) -> Self:
+        return cls(load_settings(RuntimeSettings), load_settings(RiskSettings))
+
+    async def on_start(self) -> None:
+        self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        try:
+            raw = await self._redis.get(self.risk_settings.state_key)
+        except RedisError as exc:
+            self.log.warning("state cache unreachable, starting fresh: %s", exc)
+            raw = None
+        if raw is not None:
+            self.engine = RiskEngine.restore(self.risk_settings, orjson.loads(raw), source=self.source)
+            self.log.info("restored risk state from cache")
+        self._export()
+
+    async def on_stop(self) -> None:
+        await self._save()
+        if self._redis is not None:
+            await self._redis.aclose()  # type: ignore[attr-defined]  # redis>=5; the stubs predate it
+
+    async def _save(self) -> None:
+        if self._redis is None:
+            return
+        try:
+            await self._redis.set(self.risk_settings.state_key, orjson.dumps(self.engine.snapshot()))
+            self._since_save = 0
+        except RedisError as exc:
+            self.log.warning("could not cache risk state: %s", exc)
+
+    async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
+        outputs: list[Message] = self.engine.handle(message)
+        self._count(outputs)
+        self._since_save += 1
+        if self._since_save >= self.risk_settings.state_save_every_messages:
+            await self._save()
+        return outputs
+
+    async def background(self) -> None:
+        """Wall-clock ticks so an oversight timeout fires even when no event arrives."""
+        period_s = self.risk_settings.tick_interval_ms / 1000
+        while True:
+            await asyncio.sleep(period_s)
+            outputs = self.engine.advance(time.time_ns())
+            if outputs:
+                self._count(outputs)
+                await self.publish(outputs)
+
+    def _count(self, outputs: Sequence[Message]) -> None:
+        for message in outputs:
+            if isinstance(message, SubmitOrder):
+                DECISIONS.labels("approved").inc()
+            elif isinstance(message, OrderDenied):
+                DECISIONS.labels(message.reason.value).inc()
+        self._export()
+
+    def _export(self) -> None:
+        portfolio = self.engine.portfolio
+        EQUITY.set(portfolio.equity)
+        DRAWDOWN.set(portfolio.drawdown)
+        GROSS.set(portfolio.gross_exposure)
+        TRADING_STATE.set(STATE_LEVEL[self.engine.states.state])
+
+
+def main() -> None:
+    run_service(RiskService)
