@@ -224,6 +224,18 @@ def test_streaming_stays_accurate_over_long_runs() -> None:
     close(streamed[-1000:], ind.rolling_std(x, 30)[-1000:], float(np.abs(x).max()))
 
 
+def test_flat_stretch_after_a_large_move_gives_exact_zeros() -> None:
+    """Regression: the sliding mean of squared returns once came out at -3e-18 (sqrt domain error)."""
+    s = ind.Sma(20)
+    values = [0.1776, 0.48, 1e-9, 3e-7] + [0.0] * 20
+    assert [s.update(v) for v in values][-1] == 0.0
+    rv = ind.RealizedVolatility(3)
+    out = [rv.update(p) for p in [100.0, 160.0, 160.0, 160.0, 160.0, 160.0]]
+    assert out[-1] == 0.0
+    std = ind.RollingStd(3)
+    assert [std.update(v) for v in [5.0, 1e6, 0.3, 0.3, 0.3]][-1] == 0.0
+
+
 def test_ready_and_value_properties() -> None:
     d = ind.Donchian(2)
     d.update(5.0, 1.0)

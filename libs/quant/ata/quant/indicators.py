@@ -384,6 +384,12 @@ class _Moments(StreamingIndicator):
         self.cxx += dx * (x - self.mean_x)
         self.cyy += (y - my_old) * (y - self.mean_y)
         self.cxy += dx * (y - self.mean_y)
+        # A constant window has an exact mean and no spread; pin them so rounding left over from
+        # earlier values cannot show (e.g. a mean of squares of -3e-18 after a flat stretch).
+        if self.run_x >= n:
+            self.mean_x, self.cxx, self.cxy = x, 0.0, 0.0
+        if self.run_y >= n:
+            self.mean_y, self.cyy, self.cxy = y, 0.0, 0.0
         if n == self.window:
             self.since_sync += 1
             if self.since_sync >= self.window:
@@ -637,7 +643,8 @@ class RealizedVolatility(StreamingIndicator):
 
     @property
     def value(self) -> float:
-        return math.sqrt(self.periods_per_year * self._mean_sq.value) if self.ready else math.nan
+        # Sliding updates can leave a mean of squares a few ulps below zero.
+        return math.sqrt(self.periods_per_year * max(self._mean_sq.value, 0.0)) if self.ready else math.nan
 
 
 class RollingCorrelation(StreamingIndicator):

@@ -1,0 +1,5 @@
+"""``python -m bench [-k PATTERN] [--quick] [--list]``."""
+
+from bench.runner import main
+
+raise SystemExit(main())
