@@ -28,6 +28,9 @@ lint: install
 schemas: install
 	$(BIN)/ata schemas write
 
+schemas-check: install
+	$(BIN)/ata schemas check
+
 bench: install
 	$(BIN)/python -m bench
 
