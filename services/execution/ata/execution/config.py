@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from ata.runtime.config import ServiceSettings
@@ -14,17 +14,13 @@ class ExecutionSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ATA_EXECUTION_", frozen=True, extra="forbid")
 
     brokers: str = Field(default="sim", pattern=r"^[a-z0-9_]+(,[a-z0-9_]+)*$",
-                         description="Broker names in priority order: sim (simulated), alpaca")
+                         description="Broker names in priority order; this version ships sim (simulated)")
     sim_broker_url: str = Field(default="", description="URL of a simulated broker process; empty: in-process")
     sim_slippage: str = Field(default="half_spread", pattern="^(fixed_bps|half_spread|sqrt_impact)$")
     sim_slippage_bps: float = Field(default=0.0, ge=0)
     sim_fee_bps: float = Field(default=0.0, ge=0)
     sim_latency_ms: float = Field(default=0.0, ge=0)
     sim_participation: float = Field(default=1.0, gt=0, le=1)
-    alpaca_key_id: SecretStr | None = Field(default=None, json_schema_extra={"secret": True})
-    alpaca_secret_key: SecretStr | None = Field(default=None, json_schema_extra={"secret": True})
-    alpaca_paper: bool = True
-    alpaca_base_url: str = Field(default="", description="Override of the Alpaca REST URL (tests)")
     http_timeout_ms: int = Field(default=2000, ge=50)
     breaker_failures: int = Field(default=5, ge=1, description="Consecutive broker failures that open its breaker")
     breaker_cooldown_s: float = Field(default=30.0, ge=0)

@@ -83,11 +83,6 @@ def build_ports(settings: ExecutionSettings) -> list[BrokerRoute]:
                                    participation=settings.sim_participation)
                 port = SimulatedBroker("sim", SimulatedExchange(config), clock=time.time_ns)
             routes.append(BrokerRoute(port, priority=priority, fee_bps=settings.sim_fee_bps))
-        elif name == "alpaca":
-            from ata.execution.brokers.alpaca import AlpacaBroker
-
-            port = AlpacaBroker.from_settings(settings)
-            routes.append(BrokerRoute(port, priority=priority))
         else:
             raise ConfigError("ExecutionSettings", [f"ATA_EXECUTION_BROKERS (field brokers): unknown broker {name!r}"])
     return routes
