@@ -367,3 +367,19 @@ async def test_sigterm_drains_commits_and_exits_zero(env: Env, tmp_path: Path) -
     assert len(seen_ids) == len(set(seen_ids))
     assert set(seen_ids).isdisjoint(handled)
     assert set(seen_ids) | handled == {b.event_id for b in bars}
+
+
+async def test_a_bad_setting_refuses_to_start_naming_the_variable(env: Env) -> None:
+    child_env = {
+        **os.environ, "ATA_KAFKA_BOOTSTRAP": env.bootstrap, "ATA_HTTP_PORT": "not-a-port",
+        "RELAY_SOURCE_TOPIC": env.source, "RELAY_TARGET_TOPIC": env.target, "RELAY_GROUP": unique("g"),
+        "RELAY_HEARTBEAT_TOPIC": env.heartbeats,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(APP_PATH), env=child_env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), WAIT_S)
+    assert proc.returncode == 2
+    (line,) = [orjson.loads(text) for text in stderr.decode().splitlines()]
+    assert line["level"] == "ERROR"
+    assert "ATA_HTTP_PORT" in line["msg"]

@@ -203,6 +203,20 @@ def extract_context(headers: KafkaHeaders | None) -> otel_context.Context:
     return _PROPAGATOR.extract(_as_text_mapping(headers))
 
 
+def _messaging_attributes(
+    service: str, topic: str, operation: str, extra: Mapping[str, str | int] | None
+) -> dict[str, str | int]:
+    """OpenTelemetry messaging semantic-convention attributes, plus the service that handled the span."""
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.operation": operation,
+        "messaging.destination.name": topic,
+        "ata.service": service,
+    }
+    attributes.update(extra or {})
+    return attributes
+
+
 @contextmanager
 def consumer_span(
     service: str,
@@ -216,19 +230,11 @@ def consumer_span(
     Parented by the trace context in ``headers`` (a new trace when there is none).
     An exception leaving the block is recorded on the span and re-raised.
     """
-    span_attributes: dict[str, str | int] = {
-        "messaging.system": "kafka",
-        "messaging.operation": "process",
-        "messaging.destination.name": topic,
-        "ata.service": service,
-    }
-    if attributes:
-        span_attributes.update(attributes)
     with tracer().start_as_current_span(
         f"{topic} process",
         context=extract_context(headers),
         kind=SpanKind.CONSUMER,
-        attributes=span_attributes,
+        attributes=_messaging_attributes(service, topic, "process", attributes),
     ) as span:
         yield span
 
@@ -240,13 +246,6 @@ def producer_span(service: str, topic: str, *, attributes: Mapping[str, str | in
     Background producers (a market data source) use it so each origin event starts the
     trace that its downstream effects join.
     """
-    span_attributes: dict[str, str | int] = {
-        "messaging.system": "kafka",
-        "messaging.operation": "publish",
-        "messaging.destination.name": topic,
-        "ata.service": service,
-    }
-    if attributes:
-        span_attributes.update(attributes)
+    span_attributes = _messaging_attributes(service, topic, "publish", attributes)
     with tracer().start_as_current_span(f"{topic} publish", kind=SpanKind.PRODUCER, attributes=span_attributes) as span:
         yield span
