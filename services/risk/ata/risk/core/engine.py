@@ -432,15 +432,20 @@ class RiskEngine:
         pending: dict[str, float] = {}
         for sym, rem in self.open_orders.values():
             pending[sym] = pending.get(sym, 0.0) + rem
-        for sym in set(self.portfolio.positions) | set(pending):
-            mark = self.portfolio.mark_of(sym) or 0.0
-            held = self.portfolio.quantity(sym) + pending.get(sym, 0.0)
+        positions = self.portfolio.positions
+        cluster_of = self.cluster_of
+        for sym in positions.keys() | pending.keys() if pending else positions.keys():
+            book = positions.get(sym)
+            held = (book.quantity if book is not None else 0.0) + pending.get(sym, 0.0)
             if sym == symbol:
                 position = held
-            elif self.cluster_of.get(sym, sym) == cluster:
-                cluster_other += abs(held) * mark
-            gross += abs(held) * (last_price if sym == symbol else mark)
-            net += held * (last_price if sym == symbol else mark)
+                mark = last_price
+            else:
+                mark = (book.mark_price if book is not None else None) or 0.0
+                if cluster_of.get(sym, sym) == cluster:
+                    cluster_other += abs(held) * mark
+            gross += abs(held) * mark
+            net += held * mark
         return checks.OrderCheck(
             symbol=symbol, quantity=qty, reference_price=reference_price, ts_ns=ts_ns,
             known=(symbol in self.universe) if self.universe else (market is not None and market.has_price),
@@ -533,10 +538,11 @@ class RiskEngine:
     def _portfolio_terms(self, symbol: str, vol_i: float) -> tuple[float, float, float]:
         """(other gross, sum_jk w_j w_k cov_jk over others, sum_j w_j cov_ij) in annual units."""
         equity = self.portfolio.equity
-        others = [p for p in self.portfolio.open_positions() if p.symbol != symbol]
-        other_gross = sum(abs(p.quantity) * (p.mark_price or 0.0) for p in others)
-        if self.sizing_params.portfolio_vol_target_annual is None or equity <= 0 or not others:
+        own = self.portfolio.positions.get(symbol)
+        other_gross = max(0.0, self.portfolio.gross_exposure - (abs(own.market_value) if own is not None else 0.0))
+        if self.sizing_params.portfolio_vol_target_annual is None or equity <= 0:
             return other_gross, 0.0, 0.0
+        others = [p for p in self.portfolio.open_positions() if p.symbol != symbol]
         index = {s: i for i, s in enumerate(self.corr_symbols)}
         corr = np.asarray(self.corr) if self.corr else np.eye(0)
 
@@ -565,12 +571,12 @@ class RiskEngine:
         ), self.sizing_params)
         held = self.portfolio.quantity(symbol) + self._pending(symbol)
         lot = self.settings.lot_size
-        delta = round_quantity(sizing.quantity - held, lot)
+        delta = _to_lot(sizing.quantity - held, lot)
         if delta == 0 or abs(delta) * price < self.settings.min_trade_notional:
             return
         limits = self.limits.for_symbol(symbol)
         # Move toward the target in steps no order limit refuses; the checks still run on the step.
-        step_cap = round_quantity(min(limits.max_order_quantity, limits.max_order_notional / price), lot)
+        step_cap = _to_lot(min(limits.max_order_quantity, limits.max_order_notional / price), lot)
         if abs(delta) > step_cap:
             delta = math.copysign(step_cap, delta)
         if delta == 0:
@@ -674,6 +680,13 @@ class RiskEngine:
         engine.last_ts_ns = int(state["last_ts_ns"])
         engine.decisions = Counter(state["decisions"])
         return engine
+
+
+def _to_lot(quantity: float, lot: float) -> float:
+    """``round_quantity`` (toward zero), with a fast path for whole-unit lots on the hot path."""
+    if lot == 1.0:
+        return float(math.trunc(quantity))
+    return round_quantity(quantity, lot)
 
 
 def intent_for(target_event_id: uuid.UUID) -> uuid.UUID:
