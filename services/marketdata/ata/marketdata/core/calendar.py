@@ -46,9 +46,9 @@ class SessionCalendar:
 
         calendar = exchange_calendars.get_calendar(code, start=start, end=end)
         schedule = calendar.schedule
-        labels = schedule.index.values.astype("datetime64[ns]").astype(np.int64)
-        opens = schedule["open"].values.astype("datetime64[ns]").astype(np.int64)
-        closes = schedule["close"].values.astype("datetime64[ns]").astype(np.int64)
+        labels = schedule.index.to_numpy().astype("datetime64[ns]").astype(np.int64)
+        opens = schedule["open"].dt.tz_convert(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+        closes = schedule["close"].dt.tz_convert(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
         return cls(code, labels, opens, closes)
 
     @property

@@ -1,0 +1,343 @@
+"""The market data service shell: runs the configured source, checks every record, publishes.
+
+``background()`` pulls records from the source, passes each through the
+:class:`~ata.marketdata.core.IntegrityChecker` and publishes what comes out: clean bars to
+``market.bars.v1``, quotes to ``market.quotes.v1``, anomalies and reliability changes to
+``market.anomalies.v1``, ground truth to ``market.ground_truth.v1`` (all keyed by symbol;
+``topic_prefix`` prefixes every name for test isolation).
+
+Historical sources (files, datasets, synthetic) are paced by ``speed_factor`` (0: as fast as
+possible) and, with ``bulk_publish``, published by the confluent bulk producer, flushed (every
+record acknowledged) after each chunk; live sources (Alpaca) are published record by record
+through the runtime bus. When a historical source is exhausted the service stays up and
+reports ``source_finished`` in heartbeats and metrics. Stale-feed checks run every
+``stale_check_interval_ms`` in event time (the replay clock for paced replay, the wall clock
+for live feeds); as-fast-as-possible replay has no notion of "late", so it skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date
+from typing import Self
+
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Message as KafkaMessage
+
+from ata.events import (
+    BarClosed,
+    DataAnomalyDetected,
+    DataReliabilityChanged,
+    Message,
+)
+from ata.marketdata.config import MarketDataSettings
+from ata.marketdata.core import (
+    IntegrityChecker,
+    RawBar,
+    RawQuote,
+    RegimeObservation,
+    SessionCalendar,
+    SourceItem,
+)
+from ata.marketdata.core.records import NS_PER_DAY, NS_PER_S
+from ata.marketdata.sources import (
+    DatasetReplay,
+    FileReplay,
+    HistoricalSource,
+    LiveSource,
+    Source,
+    SyntheticSource,
+    synthetic_symbols,
+)
+from ata.quant.synthetic import SyntheticConfig
+from ata.runtime import metrics
+from ata.runtime.codec import encode
+from ata.runtime.config import RuntimeSettings, load_settings
+from ata.runtime.heartbeat import HeartbeatStats
+from ata.runtime.kafka import bulk_producer
+from ata.runtime.service import Service, run_service
+
+#: Records pulled from a historical source per scheduling slice (the loop yields in between).
+CHUNK_RECORDS = 5000
+#: Longest a bulk flush may take before the publish is considered failed.
+FLUSH_TIMEOUT_S = 30.0
+
+BARS = metrics.counter("ata_marketdata_bars_total", "Clean bars published", ("source",))
+ANOMALIES = metrics.counter(
+    "ata_marketdata_anomalies_total", "Data anomalies detected, by kind and severity", ("kind", "severity")
+)
+QUARANTINED = metrics.counter("ata_marketdata_quarantined_total", "Records withheld as bad data, by anomaly kind", ("kind",))
+BARS_PER_SECOND = metrics.gauge("ata_marketdata_bars_per_second", "Clean bars published per second (last measurement window)")
+LAG_SECONDS = metrics.gauge("ata_marketdata_lag_seconds", "Wall clock minus the close time of the latest published bar")
+UNRELIABLE = metrics.gauge("ata_marketdata_unreliable_symbols", "Symbols whose data breaker is open")
+SOURCE_FINISHED = metrics.gauge("ata_marketdata_source_finished", "1 once a historical source is exhausted")
+
+
+class PublishError(RuntimeError):
+    """The broker did not acknowledge every record of a bulk publish."""
+
+
+def event_time(item: SourceItem) -> int | None:
+    """When a record becomes known: a bar at its close, a quote or observation at its time."""
+    if isinstance(item, RawBar):
+        return item.ts_close
+    if isinstance(item, RawQuote | RegimeObservation):
+        return item.ts
+    return item.ts
+
+
+class Pacer:
+    """Maps event time to wall time at ``speed_factor`` (event ns per wall ns), anchored at the first record."""
+
+    def __init__(self, speed_factor: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if speed_factor <= 0:
+            raise ValueError("speed_factor must be > 0 to pace")
+        self.speed = speed_factor
+        self._clock = clock
+        self._anchor: tuple[int, float] | None = None
+
+    def wait_s(self, event_ns: int) -> float:
+        """Seconds to wait before the record at ``event_ns`` is due (0 when already due)."""
+        now = self._clock()
+        if self._anchor is None:
+            self._anchor = (event_ns, now)
+            return 0.0
+        first_event, first_wall = self._anchor
+        return max(0.0, first_wall + (event_ns - first_event) / NS_PER_S / self.speed - now)
+
+    def now_event_ns(self) -> int | None:
+        """The replay clock: the event time that is due now."""
+        if self._anchor is None:
+            return None
+        first_event, first_wall = self._anchor
+        return first_event + int((self._clock() - first_wall) * self.speed * NS_PER_S)
+
+
+class BulkPublisher:
+    """Confluent producer for historical replay: enqueue without waiting, :meth:`flush` awaits every acknowledgement."""
+
+    def __init__(self, producer: Producer, route: Callable[[Message], tuple[str, str]], service: str) -> None:
+        self._producer = producer
+        self._route = route
+        self._service = service
+        self._errors: list[str] = []
+        self.pending = 0
+
+    def _delivered(self, error: KafkaError | None, _record: KafkaMessage) -> None:
+        if error is not None:
+            self._errors.append(str(error))
+
+    def produce(self, messages: Sequence[Message]) -> None:
+        producer = self._producer
+        per_topic: Counter[str] = Counter()
+        for message in messages:
+            topic, key = self._route(message)
+            per_topic[topic] += 1
+            value = encode(message)
+            while True:
+                try:
+                    producer.produce(topic, value, key.encode(), on_delivery=self._delivered)
+                    break
+                except BufferError:
+                    producer.poll(0.05)  # local queue full: serve delivery reports, then retry
+        self.pending += len(messages)
+        producer.poll(0)
+        for topic, count in per_topic.items():
+            metrics.EVENTS_OUT.labels(service=self._service, topic=topic).inc(count)
+
+    async def flush(self) -> None:
+        """Wait until the broker acknowledged everything produced so far; raise :class:`PublishError` otherwise."""
+        remaining = await asyncio.to_thread(self._producer.flush, FLUSH_TIMEOUT_S)
+        errors, self._errors = self._errors, []
+        if remaining or errors:
+            raise PublishError(f"{remaining} record(s) unacknowledged after {FLUSH_TIMEOUT_S}s; errors: {errors[:5]}")
+        self.pending = 0
+
+
+def build_calendar(settings: MarketDataSettings) -> SessionCalendar | None:
+    return SessionCalendar.from_exchange(settings.calendar, settings.calendar_start) if settings.calendar else None
+
+
+def build_source(settings: MarketDataSettings, calendar: SessionCalendar | None) -> Source:
+    """The configured source (the Alpaca adapter is imported only when chosen)."""
+    if settings.source == "dataset":
+        symbol = settings.symbols[0] if len(settings.symbols) == 1 else None
+        return DatasetReplay(settings.dataset, calendar=calendar, symbol=symbol)
+    if settings.source == "replay":
+        return FileReplay(settings.replay_paths, timeframe=settings.timeframe, dataset=settings.replay_name or None,
+                          calendar=calendar, symbols=settings.symbols or None, default_symbol=settings.default_symbol or None)
+    if settings.source == "synthetic":
+        symbols = list(settings.symbols) or synthetic_symbols(settings.synthetic_symbols)
+        start = date.fromisoformat(settings.synthetic_start)
+        start_ns = (date(start.year, start.month, start.day) - date(1970, 1, 1)).days * NS_PER_DAY
+        return SyntheticSource(SyntheticConfig(n_symbols=len(symbols), seed=settings.seed), symbols=symbols,
+                               timeframe=settings.synthetic_timeframe, start_ns=start_ns, calendar=calendar,
+                               max_bars=settings.synthetic_max_bars or None)
+    from ata.marketdata.sources.alpaca import AlpacaSource
+
+    alpaca: LiveSource = AlpacaSource.from_settings(settings)
+    return alpaca
+
+
+class MarketDataService(Service):
+    """Publishes integrity-checked market data from one configured source."""
+
+    name = "marketdata"
+    subscriptions = ()
+
+    def __init__(self, settings: RuntimeSettings, md: MarketDataSettings, *, source: Source | None = None) -> None:
+        super().__init__(settings)
+        self.md = md
+        self.calendar = build_calendar(md)
+        self.core = IntegrityChecker(md.integrity(), calendar=self.calendar, source=self.source,
+                                     reference_sources=frozenset())
+        self.data_source = source if source is not None else build_source(md, self.calendar)
+        self.reference_source: HistoricalSource | None = None
+        if md.reference_paths:
+            self.reference_source = FileReplay(
+                md.reference_paths, timeframe=md.timeframe, dataset=f"reference-{md.replay_name or 'files'}",
+                calendar=self.calendar, symbols=md.symbols or None, default_symbol=md.default_symbol or None,
+            )
+            self.core.reference_sources = frozenset({self.reference_source.name})
+        self.source_finished = asyncio.Event()
+        self.bars_published = 0
+        self.anomalies: Counter[str] = Counter()
+        self._rate_mark = (time.monotonic(), 0)
+        self._last_bar_close_ns: int | None = None
+        self._bulk: BulkPublisher | None = None
+
+    @classmethod
+    def from_env(cls) -> Self:
+        return cls(load_settings(RuntimeSettings), load_settings(MarketDataSettings))
+
+    # -- routing ------------------------------------------------------------------------------
+    def route(self, message: Message) -> str:
+        return self.md.topic_prefix + self.registry.topic_for(message).name
+
+    def _route_and_key(self, message: Message) -> tuple[str, str]:
+        topic = self.registry.topic_for(message)
+        return self.md.topic_prefix + topic.name, topic.key_of(message)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def on_start(self) -> None:
+        if self.md.bulk_publish and isinstance(self.data_source, HistoricalSource):
+            producer = bulk_producer(self.settings.kafka_bootstrap, client_id=f"marketdata-bulk-{self.instance}",
+                                     linger_ms=20, batch_num_messages=10000, queue_buffering_max_messages=500000)
+            self._bulk = BulkPublisher(producer, self._route_and_key, self.name)
+
+    async def on_stop(self) -> None:
+        if self._bulk is not None and self._bulk.pending:
+            await self._bulk.flush()
+        if isinstance(self.data_source, LiveSource):
+            await self.data_source.close()
+
+    async def background(self) -> None:
+        source = self.data_source
+        if isinstance(source, LiveSource):
+            await self._run_live(source)
+        else:
+            await self._run_historical(source)
+
+    async def _run_historical(self, source: HistoricalSource) -> None:
+        items: Iterator[SourceItem] = iter(source)
+        if self.reference_source is not None:
+            import heapq
+
+            items = heapq.merge(items, iter(self.reference_source), key=lambda item: event_time(item) or 0)
+        pacer = Pacer(self.md.speed_factor) if self.md.speed_factor > 0 else None
+        next_tick = time.monotonic()
+        while chunk := list(itertools.islice(items, CHUNK_RECORDS)):
+            ts_init = self.now_ns()
+            outputs: list[Message] = []
+            for item in chunk:
+                when = event_time(item)
+                if pacer is not None and when is not None:
+                    wait = pacer.wait_s(when)
+                    if wait > 0:
+                        await self._emit(outputs)
+                        outputs = []
+                        await asyncio.sleep(wait)
+                        ts_init = self.now_ns()
+                    if time.monotonic() >= next_tick:
+                        outputs.extend(self.core.tick(pacer.now_event_ns() or when, ts_init))
+                        next_tick = time.monotonic() + self.md.stale_check_interval_ms / 1000
+                outputs.extend(self.core.process(item, ts_init))
+            await self._emit(outputs)
+            await asyncio.sleep(0)
+        self.source_finished.set()
+        SOURCE_FINISHED.set(1)
+        self.log.info("source finished", extra={"bars": self.bars_published, "anomalies": dict(self.anomalies)})
+
+    async def _run_live(self, source: LiveSource) -> None:
+        ticker = asyncio.create_task(self._tick_live(), name="marketdata:stale-check")
+        try:
+            async for item in source:
+                await self._emit(self.core.process(item, self.now_ns()))
+        finally:
+            ticker.cancel()
+        self.source_finished.set()
+        SOURCE_FINISHED.set(1)
+
+    async def _tick_live(self) -> None:
+        while True:
+            await asyncio.sleep(self.md.stale_check_interval_ms / 1000)
+            now = self.now_ns()
+            await self._emit(self.core.tick(now, now))
+
+    # -- publishing ---------------------------------------------------------------------------
+    async def _emit(self, outputs: list[Message]) -> None:
+        if not outputs:
+            return
+        if self._bulk is not None:
+            self._bulk.produce(outputs)
+            await self._bulk.flush()
+            self._events_out += len(outputs)  # the base counts what goes through its own publish()
+        else:
+            await self.publish(outputs)
+        self._account(outputs)
+
+    def _account(self, outputs: Sequence[Message]) -> None:
+        bars = 0
+        for message in outputs:
+            if type(message) is BarClosed:
+                bars += 1
+                self._last_bar_close_ns = message.ts_event
+            elif type(message) is DataAnomalyDetected:
+                self.anomalies[message.kind.value] += 1
+                ANOMALIES.labels(kind=message.kind.value, severity=message.severity.value).inc()
+                if message.quarantined:
+                    QUARANTINED.labels(kind=message.kind.value).inc()
+            elif type(message) is DataReliabilityChanged:
+                UNRELIABLE.set(sum(1 for ok in self.core.reliability().values() if not ok))
+        if bars:
+            self.bars_published += bars
+            BARS.labels(source=self.data_source.name).inc(bars)
+        if self._last_bar_close_ns is not None:
+            LAG_SECONDS.set((time.time_ns() - self._last_bar_close_ns) / NS_PER_S)
+        now = time.monotonic()
+        mark_time, mark_bars = self._rate_mark
+        if now - mark_time >= 1.0:
+            BARS_PER_SECOND.set((self.bars_published - mark_bars) / (now - mark_time))
+            self._rate_mark = (now, self.bars_published)
+
+    def _heartbeat_stats(self) -> HeartbeatStats:
+        stats = super()._heartbeat_stats()
+        details = dict(stats.details)
+        details.update(self.data_source.health())
+        details.update({
+            "bars_published": self.bars_published,
+            "anomalies": sum(self.anomalies.values()),
+            "unreliable_symbols": sum(1 for ok in self.core.reliability().values() if not ok),
+            "source_finished": self.source_finished.is_set(),
+            "lag_s": 0.0 if self._last_bar_close_ns is None else (time.time_ns() - self._last_bar_close_ns) / NS_PER_S,
+        })
+        return HeartbeatStats(stats.status, stats.events_in, stats.events_out, stats.consumer_lag, details)
+
+
+def main() -> None:
+    """``python -m ata.marketdata`` / ``ata run marketdata``."""
+    run_service(MarketDataService)
