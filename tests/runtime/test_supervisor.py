@@ -64,13 +64,14 @@ async def test_crashing_child_is_restarted_with_increasing_delay(tmp_path: Path)
     backoff = Backoff(initial_s=0.05, multiplier=2.0, cap_s=0.4, max_attempts=None, jitter=False)
     supervisor = Supervisor([spec], backoff=backoff, log_dir=tmp_path / "logs", probe_readiness=False)
     supervisor.start()
+    (status,) = supervisor.snapshot()
     try:
-        await wait_until(lambda: starts.is_file() and len(starts.read_text().split()) >= 6, "six starts")
+        # stop while waiting to restart, so the last exit is a crash, not our SIGTERM
+        await wait_until(lambda: len(status.restart_delays_s) >= 5 and status.state is ChildState.BACKOFF, "five crashes")
     finally:
         await supervisor.stop()
-    (status,) = supervisor.snapshot()
     assert status.last_exit_code == 3
-    assert status.restarts >= 5
+    assert status.restarts >= 4
     assert status.restart_delays_s[:5] == [0.05, 0.1, 0.2, 0.4, 0.4]  # grows, then capped
     times = [float(t) for t in starts.read_text().split()]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
