@@ -10,7 +10,9 @@ import orjson
 import pytest
 from opentelemetry.trace import SpanKind
 
+from ata.events import HeartbeatEmitted, ServiceStatus
 from ata.runtime import metrics, telemetry
+from ata.runtime.heartbeat import HeartbeatEmitter, HeartbeatStats
 
 
 @pytest.fixture
@@ -131,3 +133,29 @@ def test_metrics_module_can_be_imported_twice() -> None:
     spec.loader.exec_module(again)
     assert again.EVENTS_IN is metrics.EVENTS_IN
     assert again.SERVICE_READY is metrics.SERVICE_READY
+
+
+async def test_heartbeat_emitter_survives_a_failed_publish_and_numbers_its_beats() -> None:
+    clock = iter(range(1_000_000_000, 100_000_000_000, 1_500_000_000))
+    sent: list[HeartbeatEmitted] = []
+    fail = [True]
+
+    async def send(beat: HeartbeatEmitted) -> None:
+        if fail[0]:
+            raise ConnectionError("broker down")
+        sent.append(beat)
+
+    emitter = HeartbeatEmitter(
+        "svc-hb", "svc-hb/0", 1.0, stats=lambda: HeartbeatStats(ServiceStatus.READY, 5, 4, 2), send=send,
+        clock_ns=lambda: next(clock),
+    )
+    assert await emitter.emit() is False
+    fail[0] = False
+    assert await emitter.emit() is True
+    assert await emitter.emit() is True
+    first, second = sent
+    assert first.event_id != second.event_id
+    assert (first.uptime_s, second.uptime_s) == (3.0, 4.5)  # the clock advances 1.5 s per reading
+    assert (second.events_in, second.events_out, second.consumer_lag, second.status) == (5, 4, 2, ServiceStatus.READY)
+    with pytest.raises(ValueError, match="positive"):
+        HeartbeatEmitter("svc-hb", "svc-hb/0", 0.0, stats=lambda: HeartbeatStats(ServiceStatus.READY, 0, 0, 0), send=send)
