@@ -63,6 +63,13 @@ async def until_messages(bootstrap: str, topic: str, predicate: Callable[[list[M
         await asyncio.sleep(0.1)
 
 
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
 async def test_risk_service_end_to_end_on_the_broker(kafka_bootstrap: str, redis_url: str,
                                                      unique_name: Callable[[str], str]) -> None:
     names = {t: unique_name(t.split(".")[1]) for t in (*SUBSCRIPTIONS, *OUTPUTS)}
@@ -81,13 +88,19 @@ async def test_risk_service_end_to_end_on_the_broker(kafka_bootstrap: str, redis
     await service.start()
     try:
         async with KafkaBus(runtime, service="feeder", registry=registry) as bus:
-            await bus.publish([*bars, first])
+            await bus.publish(bars)
+            # Topics are not ordered with each other: let risk see the market before the target.
+            await until(lambda: "AAA" in service.engine.markets
+                        and service.engine.markets["AAA"].last_bar_ts_ns == bars[-1].ts_event, "bars consumed")
+            await bus.publish([first])
             [order] = [m for m in await until_messages(kafka_bootstrap, names["orders.commands.v1"], bool, "an order")
                        if isinstance(m, SubmitOrder)]
             assert order.intent_id == intent_for(first.event_id)
             assert order.client_order_id == client_order_id_for(order.intent_id) and order.quantity == 2500
             await bus.publish([fill_for(order, T0 + 10 * minute, 100.0)])
+            await until(lambda: service.engine.portfolio.quantity("AAA") == 2500, "the fill booked")
             await bus.publish([command(HaltTrading, T0 + 10 * minute, reason="integration test")])
+            await until(lambda: service.engine.states.state is TradingState.HALTED, "the halt applied")
             await bus.publish([target("AAA", T0 + 11 * minute, 0.5, 100.0)])
             [change] = await until_messages(kafka_bootstrap, names["risk.state.v1"], bool, "a state change")
             assert isinstance(change, TradingStateChanged) and change.current is TradingState.HALTED
