@@ -59,7 +59,6 @@ class MarketDataSettings(ServiceSettings):
     calendar_start: str = Field(default="1990-01-01", description="First date the calendar covers (ISO).")
     bulk_publish: bool = Field(default=True, description="Publish historical sources with the confluent bulk producer.")
     stale_check_interval_ms: int = Field(default=1000, ge=10, description="How often the stale-feed check runs.")
-    topic_prefix: str = Field(default="", max_length=64, description="Prefix for every output topic (test isolation).")
 
     spike_window_bars: int = Field(default=_D.spike_window_bars, ge=3, description="Returns in the robust z-score window.")
     spike_min_observations: int = Field(

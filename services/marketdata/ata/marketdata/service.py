@@ -4,7 +4,7 @@
 :class:`~ata.marketdata.core.IntegrityChecker` and publishes what comes out: clean bars to
 ``market.bars.v1``, quotes to ``market.quotes.v1``, anomalies and reliability changes to
 ``market.anomalies.v1``, ground truth to ``market.ground_truth.v1`` (all keyed by symbol;
-``topic_prefix`` prefixes every name for test isolation).
+``topic_names`` renames topics, e.g. for test isolation).
 
 Historical sources (files, datasets, synthetic) are paced by ``speed_factor`` (0: as fast as
 possible) and, with ``bulk_publish``, published by the confluent bulk producer, flushed (every
@@ -21,7 +21,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Self
 
@@ -57,7 +57,7 @@ from ata.quant.synthetic import SyntheticConfig
 from ata.runtime import metrics
 from ata.runtime.codec import encode
 from ata.runtime.config import RuntimeSettings, load_settings
-from ata.runtime.heartbeat import HeartbeatStats
+from ata.runtime.heartbeat import HEARTBEAT_TOPIC, HeartbeatStats
 from ata.runtime.kafka import bulk_producer
 from ata.runtime.service import Service, run_service
 
@@ -157,6 +157,14 @@ class BulkPublisher:
             raise PublishError(f"{remaining} record(s) unacknowledged after {FLUSH_TIMEOUT_S}s; errors: {errors[:5]}")
         self.pending = 0
 
+    async def close(self) -> None:
+        """Flush what is pending, then release the client's threads and connections."""
+        try:
+            if self.pending:
+                await self.flush()
+        finally:
+            await asyncio.to_thread(self._producer.close)
+
 
 def build_calendar(settings: MarketDataSettings) -> SessionCalendar | None:
     return SessionCalendar.from_exchange(settings.calendar, settings.calendar_start) if settings.calendar else None
@@ -189,8 +197,11 @@ class MarketDataService(Service):
     name = "marketdata"
     subscriptions = ()
 
-    def __init__(self, settings: RuntimeSettings, md: MarketDataSettings, *, source: Source | None = None) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: RuntimeSettings, md: MarketDataSettings, *, source: Source | None = None,
+                 topic_names: Mapping[str, str] | None = None, heartbeat_topic: str = HEARTBEAT_TOPIC) -> None:
+        """``topic_names`` maps registry topic names to the names actually used (default: unchanged)."""
+        super().__init__(settings, heartbeat_topic=heartbeat_topic)
+        self.topic_names = dict(topic_names or {})
         self.md = md
         self.calendar = build_calendar(md)
         self.core = IntegrityChecker(md.integrity(), calendar=self.calendar, source=self.source,
@@ -216,11 +227,12 @@ class MarketDataService(Service):
 
     # -- routing ------------------------------------------------------------------------------
     def route(self, message: Message) -> str:
-        return self.md.topic_prefix + self.registry.topic_for(message).name
+        name = self.registry.topic_for(message).name
+        return self.topic_names.get(name, name)
 
     def _route_and_key(self, message: Message) -> tuple[str, str]:
         topic = self.registry.topic_for(message)
-        return self.md.topic_prefix + topic.name, topic.key_of(message)
+        return self.topic_names.get(topic.name, topic.name), topic.key_of(message)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -230,8 +242,9 @@ class MarketDataService(Service):
             self._bulk = BulkPublisher(producer, self._route_and_key, self.name)
 
     async def on_stop(self) -> None:
-        if self._bulk is not None and self._bulk.pending:
-            await self._bulk.flush()
+        if self._bulk is not None:
+            bulk, self._bulk = self._bulk, None
+            await bulk.close()
         if isinstance(self.data_source, LiveSource):
             await self.data_source.close()
 

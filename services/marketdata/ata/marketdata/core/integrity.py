@@ -79,7 +79,9 @@ class IntegrityConfig:
     spike_window_bars: int = 50
     spike_min_observations: int = 20
     spike_robust_z_threshold: float = 15.0
-    spike_min_scale: float = 1e-5
+    #: Floor of the robust scale (log return): flat, tick-bound prices have a MAD of 0, and a
+    #: one-tick move must not be a spike; with the threshold, a spike needs a move of >= 1.5 %.
+    spike_min_scale: float = 1e-3
     spike_max_consecutive: int = 3
     max_staleness_ms: int = 120_000
     detect_gaps: bool = True
