@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -36,6 +38,7 @@ from typing import Any, Protocol, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.partitioner import murmur2
+from prometheus_client import Counter, Histogram
 
 from ata.events import REGISTRY, DeadLetterRecorded, Message, Topic, TopicRegistry
 from ata.events.topics import DLQ_SUFFIX
@@ -77,6 +80,9 @@ class RetryableError(Exception):
     the handler with backoff before dead-lettering the message."""
 
 
+_RETRYABLE = retry_on(RetryableError)
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """Where a consumed message came from, with its original bytes."""
@@ -114,6 +120,26 @@ class Publisher(Protocol):
     ) -> Published: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _TopicMetrics:
+    """A service's metric children for one topic, resolved once: ``labels()`` costs microseconds per call."""
+
+    events_in: Counter
+    events_out: Counter
+    duplicates: Counter
+    handler_seconds: Histogram
+
+
+@functools.cache
+def _topic_metrics(service: str, topic: str) -> _TopicMetrics:
+    return _TopicMetrics(
+        events_in=metrics.EVENTS_IN.labels(service=service, topic=topic),
+        events_out=metrics.EVENTS_OUT.labels(service=service, topic=topic),
+        duplicates=metrics.DUPLICATES_SKIPPED.labels(service=service, topic=topic),
+        handler_seconds=metrics.HANDLER_SECONDS.labels(service=service, topic=topic),
+    )
+
+
 def _declared(registry: TopicRegistry, name: str) -> Topic | None:
     """The registry's declaration of topic ``name``; None for a topic outside the registry (tests, sandboxes)."""
     try:
@@ -139,6 +165,7 @@ class KafkaBus:
         self.service = service
         self.registry = registry
         self._producer: AIOKafkaProducer | None = None
+        self._routes: dict[type[Message], Topic] = {}  # the registry routes by type only
 
     @property
     def source(self) -> str:
@@ -184,7 +211,7 @@ class KafkaBus:
         acks = await asyncio.gather(*futures)
         published = []
         for (topic, _, key), ack in zip(records, acks, strict=True):
-            metrics.EVENTS_OUT.labels(service=self.service, topic=topic).inc()
+            _topic_metrics(self.service, topic).events_out.inc()
             published.append(Published(topic=topic, partition=int(ack.partition), offset=int(ack.offset), key=key))
         return published
 
@@ -192,8 +219,10 @@ class KafkaBus:
         """Publish each message to its registry topic, keyed by the topic's key; return once all are acknowledged."""
         records = []
         for message in messages:
-            topic, key = _route(self.registry, message)
-            records.append((topic, encode(message), key))
+            topic = self._routes.get(type(message))
+            if topic is None:
+                topic = self._routes[type(message)] = self.registry.topic_for(message)
+            records.append((topic.name, encode(message), topic.key_of(message)))
         return await self._send(records, headers) if records else []
 
     async def publish_to(
@@ -259,6 +288,7 @@ class ConsumerLoop:
         self._positions: dict[TopicPartition, int] = {}
         self._lags: dict[TopicPartition, int] = {}
         self._specs: dict[str, Topic | None] = {}
+        self._rng = random.Random()  # one per loop: seeding a Random per message costs more than handling it
 
     @property
     def service(self) -> str:
@@ -399,7 +429,8 @@ class ConsumerLoop:
             raw=record.value or b"",
             timestamp_ms=record.timestamp if record.timestamp is not None else -1,
         )
-        metrics.EVENTS_IN.labels(service=self.service, topic=delivery.topic).inc()
+        topic_metrics = _topic_metrics(self.service, delivery.topic)
+        topic_metrics.events_in.inc()
         started = time.perf_counter()
         stage = "decode"
         try:
@@ -409,13 +440,14 @@ class ConsumerLoop:
                 stage = "validate"
                 raise TypeError(f"{type(message).__name__} is not carried by {delivery.topic}")
             if self.applied is not None and await self.applied.contains(message.event_id):
-                metrics.DUPLICATES_SKIPPED.labels(service=self.service, topic=delivery.topic).inc()
+                topic_metrics.duplicates.inc()
                 return
             stage = "handle"
             await retry(
                 lambda: self.handler(message, delivery),
                 backoff=self.retry_backoff,
-                retryable=retry_on(RetryableError),
+                retryable=_RETRYABLE,
+                rng=self._rng,
                 on_retry=lambda attempt, exc, delay: _log.warning(
                     "retrying %s@%d:%d after attempt %d (%s) in %.2fs",
                     delivery.topic, delivery.partition, delivery.offset, attempt, exc, delay,
@@ -428,7 +460,7 @@ class ConsumerLoop:
         except Exception as exc:
             await self._dead_letter(delivery, stage, f"{type(exc).__name__}: {exc}")
         finally:
-            metrics.HANDLER_SECONDS.labels(service=self.service, topic=delivery.topic).observe(time.perf_counter() - started)
+            topic_metrics.handler_seconds.observe(time.perf_counter() - started)
 
     async def _dead_letter(self, delivery: Delivery, stage: str, error: str) -> None:
         """Publish the failed record to ``<topic>.dlq``; a failure here propagates and stops the loop uncommitted."""
