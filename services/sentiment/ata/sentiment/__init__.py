@@ -1,0 +1,1 @@
+"""Sentiment service: news in, per-symbol point-in-time sentiment out (see ``core`` for the contract)."""
