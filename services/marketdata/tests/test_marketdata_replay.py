@@ -125,3 +125,19 @@ def test_invalid_ohlc_row_reaches_the_checker_and_is_quarantined(tmp_path: Path)
     anomaly = out[1]
     assert isinstance(anomaly, DataAnomalyDetected) and anomaly.kind is AnomalyKind.INVALID_OHLC
     assert anomaly.evidence["location"] == f"{path}:3"
+
+
+def test_columnar_and_row_by_row_readers_yield_the_same_records(tmp_path: Path) -> None:
+    clean = write(tmp_path / "clean.csv", [*ROWS_A, *ROWS_B])
+    # One unreadable row at the end sends the whole file through the row-by-row parser.
+    mixed = write(tmp_path / "mixed.csv", [*ROWS_A, *ROWS_B, "2024-01-02T14:40:00Z,BBB,x,1,1,1,1"])
+    fast = list(FileReplay([clean], timeframe="1m", calendar=None, dataset="d"))
+    slow = list(FileReplay([mixed], timeframe="1m", calendar=None, dataset="d"))
+    assert isinstance(slow[-1], BadRecord)
+
+    def strip(item: object) -> object:
+        assert isinstance(item, RawBar)
+        return (item.symbol, item.ts_open, item.ts_close, item.open, item.high, item.low, item.close, item.volume,
+                item.location.rsplit(":", 1)[1])
+
+    assert [strip(i) for i in fast] == [strip(i) for i in slow[:-1]]

@@ -154,7 +154,8 @@ class _SymbolState:
     consecutive_spikes: int = 0
     seen: OrderedDict[int, tuple[float, float, float, float, float]] = field(default_factory=OrderedDict)
     occurrences: dict[int, int] = field(default_factory=dict)
-    next_due: int | None = None
+    last_timeframe: str = ""
+    last_ts_close: int = 0
     stale: bool = False
     primary_closes: OrderedDict[int, float] = field(default_factory=OrderedDict)
     reference_closes: OrderedDict[int, float] = field(default_factory=OrderedDict)
@@ -170,7 +171,8 @@ class _SymbolState:
             "consecutive_spikes": self.consecutive_spikes,
             "seen": [[ts, *values] for ts, values in self.seen.items()],
             "occurrences": [[ts, n] for ts, n in self.occurrences.items()],
-            "next_due": self.next_due,
+            "last_timeframe": self.last_timeframe,
+            "last_ts_close": self.last_ts_close,
             "stale": self.stale,
             "primary_closes": list(self.primary_closes.items()),
             "reference_closes": list(self.reference_closes.items()),
@@ -191,7 +193,8 @@ class _SymbolState:
             consecutive_spikes=int(data["consecutive_spikes"]),
             seen=OrderedDict((int(row[0]), (row[1], row[2], row[3], row[4], row[5])) for row in data["seen"]),
             occurrences={int(ts): int(n) for ts, n in data["occurrences"]},
-            next_due=data["next_due"],
+            last_timeframe=data["last_timeframe"],
+            last_ts_close=int(data["last_ts_close"]),
             stale=bool(data["stale"]),
             primary_closes=OrderedDict((int(ts), float(c)) for ts, c in data["primary_closes"]),
             reference_closes=OrderedDict((int(ts), float(c)) for ts, c in data["reference_closes"]),
@@ -242,12 +245,14 @@ class IntegrityChecker:
         """Stale-feed check at event-time ``now_ns``: one anomaly per symbol and stale episode."""
         out: list[Message] = []
         for symbol, state in self._symbols.items():
-            if state.stale or state.next_due is None or now_ns - state.next_due <= self._staleness_ns:
+            if state.stale or state.last_ts_open is None:
+                continue
+            due = self._next_due(state)
+            if due is None or now_ns - due <= self._staleness_ns:
                 continue
             state.stale = True
-            key = ("stale", state.next_due)
-            evidence: Evidence = {"due_ns": state.next_due, "now_ns": now_ns,
-                                  "overdue_ms": (now_ns - state.next_due) // 1_000_000,
+            key = ("stale", due)
+            evidence: Evidence = {"due_ns": due, "now_ns": now_ns, "overdue_ms": (now_ns - due) // 1_000_000,
                                   "max_staleness_ms": self.config.max_staleness_ms, "last_ts_open": state.last_ts_open}
             out.append(self._anomaly(symbol, key, ts_event=now_ns, ts_init=ts_init, kind=AnomalyKind.STALE_FEED,
                                      severity=Severity.WARNING, quarantined=False, evidence=evidence))
@@ -339,7 +344,7 @@ class IntegrityChecker:
     @staticmethod
     def _check_values(raw: RawBar, report: Report) -> None:
         prices = (raw.open, raw.high, raw.low, raw.close)
-        if not all(math.isfinite(x) for x in (*prices, raw.volume)):
+        if not math.isfinite(raw.open + raw.high + raw.low + raw.close + raw.volume):  # NaN and inf propagate
             report(AnomalyKind.INVALID_OHLC, Severity.CRITICAL, True, {"reason": "non-finite value"})
             return
         if min(prices) <= 0 or raw.volume < 0:
@@ -409,10 +414,15 @@ class IntegrityChecker:
         state.last_ts_open = raw.ts_open
         _put_bounded(state.seen, raw.ts_open, values, self.config.duplicate_memory_bars)
         state.stale = False
+        state.last_timeframe = raw.timeframe
+        state.last_ts_close = raw.ts_close
+
+    def _next_due(self, state: _SymbolState) -> int | None:
+        """When the bar after the symbol's latest one is due (its close); computed only when asked."""
+        assert state.last_ts_open is not None
         if self.calendar is not None:
-            state.next_due = self.calendar.next_due_ns(raw.ts_open, raw.timeframe)
-        else:
-            state.next_due = raw.ts_close + timeframe_ns(raw.timeframe)
+            return self.calendar.next_due_ns(state.last_ts_open, state.last_timeframe)
+        return state.last_ts_close + timeframe_ns(state.last_timeframe)
 
     # -- two sources ------------------------------------------------------------------------------
     def _on_reference_bar(self, raw: RawBar, ts_init: int) -> list[Message]:

@@ -14,6 +14,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from ata.events.values import SYMBOL_PATTERN
 
@@ -21,7 +25,7 @@ NS_PER_S = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
 _UNIT_NS = {"s": NS_PER_S, "m": 60 * NS_PER_S, "h": 3_600 * NS_PER_S, "d": NS_PER_DAY, "w": 7 * NS_PER_DAY}
 _TIMEFRAME = re.compile(r"^([0-9]+)(s|m|h|d|w)$")
-_SYMBOL = re.compile(SYMBOL_PATTERN)
+SYMBOL_REGEX = re.compile(SYMBOL_PATTERN)
 
 
 class MalformedRecordError(ValueError):
@@ -105,16 +109,28 @@ class BadRecord:
 SourceItem = RawBar | RawQuote | RegimeObservation | BadRecord
 
 
+#: Epoch numbers below these magnitudes are seconds, ms, us (else ns); valid for 1973..2286.
+_EPOCH_UNITS = ((1e11, 1_000_000_000), (1e14, 1_000_000), (1e17, 1_000))
+
+
 def epoch_to_ns(value: float) -> int:
-    """Epoch seconds, ms, us or ns (told apart by magnitude, valid for 1973..2286) to ns."""
+    """Epoch seconds, ms, us or ns (told apart by magnitude) to ns."""
     magnitude = abs(value)
-    if magnitude < 1e11:
-        return round(value * 1e9)
-    if magnitude < 1e14:
-        return round(value * 1e6)
-    if magnitude < 1e17:
-        return round(value * 1e3)
+    for limit, factor in _EPOCH_UNITS:
+        if magnitude < limit:
+            return int(value) * factor if isinstance(value, int) else round(value * factor)
     return int(value)
+
+
+def epoch_array_to_ns(values: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """:func:`epoch_to_ns` over an integer or float array."""
+    magnitude = np.abs(values)
+    factors = np.select([magnitude < limit for limit, _ in _EPOCH_UNITS], [f for _, f in _EPOCH_UNITS], default=1)
+    if np.issubdtype(values.dtype, np.integer):
+        scaled: npt.NDArray[np.int64] = values.astype(np.int64) * factors
+        return scaled
+    rounded: npt.NDArray[np.int64] = np.round(values * factors).astype(np.int64)
+    return rounded
 
 
 def parse_timestamp(text: str) -> tuple[int, bool]:
@@ -214,7 +230,7 @@ def parse_row(values: Sequence[object], columns: Mapping[str, int], default_symb
         raise ValueError(f"expected at least {max(columns.values()) + 1} fields, got {len(values)}")
     symbol_col = columns.get("symbol")
     symbol = str(values[symbol_col]).strip().upper() if symbol_col is not None else (default_symbol or "")
-    if not _SYMBOL.match(symbol):
+    if not SYMBOL_REGEX.match(symbol):
         raise ValueError(f"invalid symbol {symbol!r}")
     raw_ts = values[columns["ts"]]
     try:
