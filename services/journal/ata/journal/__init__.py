@@ -1,0 +1,1 @@
+"""The journal: every event stored once, snapshots, replay, export and transaction recovery."""

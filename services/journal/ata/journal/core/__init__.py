@@ -1,0 +1,1 @@
+"""The journal's pure logic: record extraction, offset coverage, state folding, recovery planning."""

@@ -1,0 +1,194 @@
+"""What the journal stores about one consumed record, and offset coverage per partition. Pure.
+
+A Kafka record becomes a :class:`JournalRecord` through :func:`to_record`: the envelope
+fields are read from the JSON payload with orjson only (no model validation: the journal
+records what was published, it does not judge it, and validating every model would cost
+more than storing it). A record that is not a JSON object with an ``event_id`` is still
+stored, never dropped: it gets a deterministic id derived from its position
+(:func:`position_id`), event type :data:`UNDECODABLE`, and its bytes base64-encoded.
+
+Coverage: the store keeps, per topic-partition, the offset ranges it has persisted (a batch
+adds ``[first, last]``). Duplicates (same ``event_id`` at a new offset) are stored once but
+still cover their offset, so :func:`gaps` over the merged ranges tells whether anything the
+broker served was skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ata.events import origin_id
+
+UNDECODABLE = "_Undecodable"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """One journaled event. ``headers`` and ``payload`` are JSON text; timestamps are ns."""
+
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    event_type: str
+    ts_event: int
+    ts_init: int
+    correlation_id: str | None
+    causation_id: str | None
+    symbol: str | None
+    headers: str
+    payload: str
+
+    def as_row(self) -> tuple[Any, ...]:
+        """Column values in :data:`COLUMNS` order."""
+        return (self.event_id, self.topic, self.partition, self.offset, self.key, self.event_type, self.ts_event,
+                self.ts_init, self.correlation_id, self.causation_id, self.symbol, self.headers, self.payload)
+
+
+#: Stored columns besides the journal's own sequence number ``seq``.
+COLUMNS = ("event_id", "topic", "partition", "offset", "key", "event_type", "ts_event", "ts_init", "correlation_id",
+           "causation_id", "symbol", "headers", "payload")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A journaled record with its sequence number (journal insertion order, strictly increasing)."""
+
+    seq: int
+    record: JournalRecord
+
+    def payload_bytes(self) -> bytes:
+        """The payload as published (what :func:`ata.runtime.codec.decode` reads)."""
+        return self.record.payload.encode()
+
+
+def position_id(topic: str, partition: int, offset: int) -> str:
+    """Deterministic id of a record that carries none of its own."""
+    return str(origin_id("journal-undecodable", topic, partition, offset))
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int_or(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _event_id(value: object) -> str | None:
+    """``value`` as a canonical UUID string, or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    if _CANONICAL_UUID.fullmatch(value):
+        return value  # what every platform producer writes; parsing it again costs more than the insert
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def to_record(topic: str, partition: int, offset: int, key: bytes | str | None, value: bytes | None,  # noqa: PLR0917
+              headers: Mapping[str, str], timestamp_ms: int = -1) -> JournalRecord:
+    """The journal row for one consumed record (see the module contract)."""
+    key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    raw = value or b""
+    headers_text = orjson.dumps(dict(headers)).decode() if headers else "{}"
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    event_id = _event_id(data.get("event_id")) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or event_id is None:
+        ts = max(timestamp_ms, 0) * 1_000_000
+        payload = orjson.dumps({"raw_b64": base64.b64encode(raw).decode("ascii")}).decode()
+        return JournalRecord(position_id(topic, partition, offset), topic, partition, offset, key_text, UNDECODABLE, ts, ts,
+                             None, None, None, headers_text, payload)
+    ts_event = _int_or(data.get("ts_event"), max(timestamp_ms, 0) * 1_000_000)
+    return JournalRecord(
+        event_id=event_id,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key_text,
+        event_type=_str_or_none(data.get("event_type")) or UNDECODABLE,
+        ts_event=ts_event,
+        ts_init=_int_or(data.get("ts_init"), ts_event),
+        correlation_id=_event_id(data.get("correlation_id")),
+        causation_id=_event_id(data.get("causation_id")),
+        symbol=_str_or_none(data.get("symbol")),
+        headers=headers_text,
+        payload=raw.decode("utf-8", "replace"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetRange:
+    """Offsets ``first..last`` (inclusive) of one partition, persisted."""
+
+    topic: str
+    partition: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Offsets ``first..last`` (inclusive) of a partition that lie between persisted ranges."""
+
+    topic: str
+    partition: int
+    first: int
+    last: int
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+def batch_ranges(records: Iterable[JournalRecord]) -> list[OffsetRange]:
+    """The contiguous offset runs of a batch, per partition (a batch from one fetch is one run per partition)."""
+    runs: dict[tuple[str, int], list[list[int]]] = {}
+    for record in records:
+        spans = runs.setdefault((record.topic, record.partition), [])
+        if spans and spans[-1][1] + 1 == record.offset:
+            spans[-1][1] = record.offset
+        else:
+            spans.append([record.offset, record.offset])
+    return [OffsetRange(t, p, a, b) for (t, p), spans in runs.items() for a, b in spans]
+
+
+def merge(ranges: Iterable[OffsetRange]) -> list[OffsetRange]:
+    """Ranges merged per partition where they overlap or touch, sorted by topic, partition, first."""
+    merged: list[OffsetRange] = []
+    for r in sorted(ranges, key=lambda r: (r.topic, r.partition, r.first)):
+        last = merged[-1] if merged else None
+        if last is not None and (last.topic, last.partition) == (r.topic, r.partition) and r.first <= last.last + 1:
+            merged[-1] = OffsetRange(r.topic, r.partition, last.first, max(last.last, r.last))
+        else:
+            merged.append(r)
+    return merged
+
+
+def gaps(ranges: Iterable[OffsetRange], *, log_start: Mapping[tuple[str, int], int] | None = None) -> list[Gap]:
+    """Holes between persisted ranges of each partition; with ``log_start``, also a hole before the first range."""
+    found: list[Gap] = []
+    previous: OffsetRange | None = None
+    for r in merge(ranges):
+        same = previous is not None and (previous.topic, previous.partition) == (r.topic, r.partition)
+        if same and previous is not None:
+            found.append(Gap(r.topic, r.partition, previous.last + 1, r.first - 1))
+        elif log_start is not None and r.first > log_start.get((r.topic, r.partition), 0):
+            found.append(Gap(r.topic, r.partition, log_start.get((r.topic, r.partition), 0), r.first - 1))
+        previous = r
+    return found

@@ -1,0 +1,258 @@
+"""The journal store interface, shared by the SQLite and PostgreSQL backends.
+
+Contract:
+- :meth:`JournalStore.append` persists a batch in one transaction: every record whose
+  ``event_id`` is new gets the next sequence number (``seq``, insertion order), a repeat is
+  skipped, and the batch's offset ranges are added to the coverage table. It returns once
+  the transaction is durable (committed), or raises :class:`StoreUnavailableError` with
+  nothing of the batch persisted. Offsets may be committed to Kafka only after it returned.
+- Reads (:meth:`~JournalStore.events`, :meth:`~JournalStore.chain`, snapshots, coverage) never
+  modify anything and raise :class:`StoreUnavailableError` when the database cannot answer.
+- All methods are blocking; asyncio callers use ``asyncio.to_thread``. One store object is
+  used by one thread at a time.
+- ``prefix`` is prepended to every table name, so several journals (or tests) share a database.
+
+Tables: ``<prefix>events`` (``seq``, the :data:`~ata.journal.core.records.COLUMNS`; unique
+``event_id``; indexes on ``(symbol, ts_event)``, ``(topic, partition, offset)`` and a partial one on
+``correlation_id`` for derived events only: an origin event correlates to itself, is most of the
+volume, and is found by its ``event_id``), ``<prefix>ranges`` (persisted offsets per partition) and
+``<prefix>snapshots`` (service, event time, last folded ``seq``, Kafka positions, state JSON).
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ata.journal.core.records import COLUMNS, Gap, JournalRecord, OffsetRange, StoredEvent, batch_ranges, gaps
+
+__all__ = ["EventFilter", "JournalStore", "Snapshot", "StoreUnavailableError"]
+
+PREFIX_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+#: Rows per round trip when streaming events out.
+READ_CHUNK = 10_000
+QUOTED = {"partition": '"partition"', "offset": '"offset"'}
+
+
+def column_list(names: Sequence[str] = COLUMNS) -> str:
+    """Column names for SQL, with the reserved words quoted."""
+    return ", ".join(QUOTED.get(name, name) for name in names)
+
+
+class StoreUnavailableError(RuntimeError):
+    """The database cannot persist or answer now (disk full, read-only, unreachable, locked too long)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Folded state of ``service`` after journal sequence number ``seq`` (``ts_ns``: event time of that point).
+
+    ``offsets`` maps ``"<topic>:<partition>"`` to the next Kafka offset folded, for services that
+    resume from the broker rather than from the journal.
+    """
+
+    service: str
+    ts_ns: int
+    seq: int
+    state: dict[str, Any]
+    offsets: dict[str, int] = field(default_factory=dict)
+    snapshot_id: int = 0
+    created_ns: int = 0
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events to read. Times are ``ts_event`` in ns, ``start_ns`` inclusive and ``end_ns`` exclusive;
+    ``after_seq``/``until_seq`` bound the sequence numbers (exclusive/inclusive)."""
+
+    topics: tuple[str, ...] = ()
+    start_ns: int | None = None
+    end_ns: int | None = None
+    symbol: str | None = None
+    correlation_id: str | None = None
+    event_types: tuple[str, ...] = ()
+    after_seq: int = 0
+    until_seq: int | None = None
+
+
+class JournalStore(ABC):
+    """A journal database (see the module contract). Subclasses provide the connection and the bulk write."""
+
+    #: Parameter placeholder of the driver (``?`` or ``%s``).
+    placeholder: str = "?"
+
+    def __init__(self, url: str, prefix: str = "") -> None:
+        if prefix and not PREFIX_PATTERN.match(prefix):
+            raise ValueError(f"table prefix {prefix!r} must match {PREFIX_PATTERN.pattern}")
+        self.url = url
+        self.prefix = prefix
+        self.events_table = f"{prefix}events"
+        self.ranges_table = f"{prefix}ranges"
+        self.snapshots_table = f"{prefix}snapshots"
+
+    # -- what a backend implements ----------------------------------------------------------------
+
+    @abstractmethod
+    def open(self) -> None:
+        """Connect and create the tables and indexes if missing. Raises :class:`StoreUnavailableError`."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection (idempotent)."""
+
+    @abstractmethod
+    def _append(self, records: Sequence[JournalRecord], ranges: Sequence[OffsetRange]) -> int:
+        """Write ``records`` and ``ranges`` in one committed transaction; the number of new events."""
+
+    @abstractmethod
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run a read query; translate driver failures into :class:`StoreUnavailableError`."""
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one write statement in its own committed transaction; the first column of a RETURNING row, else 0."""
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Remove this journal's tables (tests, and ``ata journal`` never calls it)."""
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def append(self, records: Sequence[JournalRecord]) -> int:
+        """Persist a batch durably (see the module contract); the number of events that were new."""
+        if not records:
+            return 0
+        return self._append(records, batch_ranges(records))
+
+    def save_snapshot(self, snapshot: Snapshot) -> int:
+        """Store ``snapshot``; its id."""
+        p = self.placeholder
+        return self._execute(
+            f"INSERT INTO {self.snapshots_table} (service, ts_ns, seq, offsets, state, created_ns) "
+            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) RETURNING snapshot_id",
+            [snapshot.service, snapshot.ts_ns, snapshot.seq, orjson.dumps(snapshot.offsets).decode(),
+             orjson.dumps(snapshot.state).decode(), snapshot.created_ns],
+        )
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def _row_event(self, row: Sequence[Any]) -> StoredEvent:
+        (seq, event_id, topic, partition, offset, key, event_type, ts_event, ts_init, correlation_id, causation_id, symbol,
+         headers, payload) = row
+        return StoredEvent(int(seq), JournalRecord(
+            str(event_id), topic, int(partition), int(offset), key, event_type, int(ts_event), int(ts_init),
+            None if correlation_id is None else str(correlation_id), None if causation_id is None else str(causation_id),
+            symbol, headers if isinstance(headers, str) else orjson.dumps(headers).decode(), payload))
+
+    def _where(self, flt: EventFilter, after_seq: int) -> tuple[str, list[Any]]:
+        p = self.placeholder
+        clauses, params = [f"seq > {p}"], [after_seq]
+        if flt.until_seq is not None:
+            clauses.append(f"seq <= {p}")
+            params.append(flt.until_seq)
+        if flt.topics:
+            clauses.append(f"topic IN ({', '.join([p] * len(flt.topics))})")
+            params.extend(flt.topics)
+        if flt.event_types:
+            clauses.append(f"event_type IN ({', '.join([p] * len(flt.event_types))})")
+            params.extend(flt.event_types)
+        if flt.start_ns is not None:
+            clauses.append(f"ts_event >= {p}")
+            params.append(flt.start_ns)
+        if flt.end_ns is not None:
+            clauses.append(f"ts_event < {p}")
+            params.append(flt.end_ns)
+        if flt.symbol is not None:
+            clauses.append(f"symbol = {p}")
+            params.append(flt.symbol)
+        if flt.correlation_id is not None:
+            clauses.append(f"correlation_id = {p}")
+            params.append(flt.correlation_id)
+        return " AND ".join(clauses), params
+
+    def events(self, flt: EventFilter | None = None, *, chunk: int = READ_CHUNK) -> Iterator[StoredEvent]:
+        """Matching events in ``seq`` order, streamed in chunks (keyset pagination on ``seq``)."""
+        flt = flt or EventFilter()
+        after = flt.after_seq
+        while True:
+            where, params = self._where(flt, after)
+            rows = self._fetch(
+                f"SELECT seq, {column_list()} FROM {self.events_table} WHERE {where} ORDER BY seq LIMIT {int(chunk)}", params)
+            for row in rows:
+                yield self._row_event(row)
+            if len(rows) < chunk:
+                return
+            after = int(rows[-1][0])
+
+    def count(self, flt: EventFilter | None = None) -> int:
+        where, params = self._where(flt or EventFilter(), (flt or EventFilter()).after_seq)
+        return int(self._fetch(f"SELECT COUNT(*) FROM {self.events_table} WHERE {where}", params)[0][0])
+
+    def last_seq(self) -> int:
+        """The highest sequence number stored (0 when empty)."""
+        return int(self._fetch(f"SELECT COALESCE(MAX(seq), 0) FROM {self.events_table}", [])[0][0])
+
+    def get(self, event_id: str) -> StoredEvent | None:
+        p = self.placeholder
+        rows = self._fetch(f"SELECT seq, {column_list()} FROM {self.events_table} WHERE event_id = {p}", [event_id])
+        return self._row_event(rows[0]) if rows else None
+
+    def chain(self, correlation_id: str) -> list[StoredEvent]:
+        """Every event of one causal chain (same ``correlation_id``), in ``seq`` order.
+
+        Two index lookups: the origin by ``event_id``, the derived events through the partial
+        ``correlation_id`` index (its predicate is repeated so the planner can use it).
+        """
+        p, columns = self.placeholder, column_list()
+        rows = self._fetch(
+            f"SELECT seq, {columns} FROM {self.events_table} WHERE event_id = {p} AND correlation_id = {p} UNION ALL "
+            f"SELECT seq, {columns} FROM {self.events_table} WHERE correlation_id = {p} AND correlation_id <> event_id "
+            "ORDER BY 1", [correlation_id, correlation_id, correlation_id])
+        return [self._row_event(row) for row in rows]
+
+    def ranges(self) -> list[OffsetRange]:
+        """Persisted offset ranges, as stored (see :func:`~ata.journal.core.records.merge`)."""
+        rows = self._fetch(f'SELECT topic, "partition", first_offset, last_offset FROM {self.ranges_table}', [])
+        return [OffsetRange(str(t), int(p), int(a), int(b)) for t, p, a, b in rows]
+
+    def gaps(self, log_start: Mapping[tuple[str, int], int] | None = None) -> list[Gap]:
+        """Holes in the persisted offsets of each partition (see :func:`~ata.journal.core.records.gaps`)."""
+        return gaps(self.ranges(), log_start=log_start)
+
+    def positions(self) -> dict[str, int]:
+        """``"<topic>:<partition>"`` -> next offset after the highest persisted one."""
+        rows = self._fetch(
+            f'SELECT topic, "partition", MAX(last_offset) FROM {self.ranges_table} GROUP BY topic, "partition"', [])
+        return {f"{t}:{p}": int(last) + 1 for t, p, last in rows}
+
+    def latest_snapshot(self, service: str, *, at_or_before_seq: int | None = None) -> Snapshot | None:
+        """The newest snapshot of ``service`` (optionally the newest not beyond ``at_or_before_seq``)."""
+        p = self.placeholder
+        sql = (f"SELECT snapshot_id, service, ts_ns, seq, offsets, state, created_ns FROM {self.snapshots_table} "
+               f"WHERE service = {p}")
+        params: list[Any] = [service]
+        if at_or_before_seq is not None:
+            sql += f" AND seq <= {p}"
+            params.append(at_or_before_seq)
+        rows = self._fetch(sql + " ORDER BY seq DESC, snapshot_id DESC LIMIT 1", params)
+        if not rows:
+            return None
+        snapshot_id, name, ts_ns, seq, offsets, state, created_ns = rows[0]
+        return Snapshot(service=name, ts_ns=int(ts_ns), seq=int(seq), state=_json(state), offsets=_json(offsets),
+                        snapshot_id=int(snapshot_id), created_ns=int(created_ns))
+
+    def __enter__(self) -> JournalStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
