@@ -36,3 +36,8 @@ class OversightReviewed(Event):
     latency_ms: float = Field(ge=0, allow_inf_nan=False)
     prompt: str = Field(default="", max_length=100000)
     response: str = Field(default="", max_length=100000)
+    mode: str = Field(default="", max_length=16, description="oversight mode when reviewed: advisory or gating")
+    prompt_sha256: str = Field(default="", max_length=64, description="hash keying the prompt/response cache")
+    cache_hit: bool = Field(default=False, description="the response came from the prompt cache, not a provider call")
+    prompt_tokens: int = Field(default=0, ge=0, description="tokens billed for the prompt (0 when no provider call)")
+    completion_tokens: int = Field(default=0, ge=0, description="tokens billed for the response")

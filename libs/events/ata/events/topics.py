@@ -94,7 +94,7 @@ _BASE_TOPICS: tuple[Topic, ...] = (
           retention_ms=30 * DAY_MS, description="Data anomalies and per-symbol data reliability"),
     Topic("market.ground_truth.v1", (GroundTruthRegimeObserved,), "symbol", 3, ("marketdata",), ("gateway",),
           description="Synthetic generator's true regimes, for evaluation only"),
-    Topic("news.items.v1", (NewsPublished,), None, 3, ("sentiment",), ("gateway",),
+    Topic("news.items.v1", (NewsPublished,), None, 3, ("sentiment",), ("oversight", "gateway"),
           retention_ms=30 * DAY_MS, description="Acquired news items"),
     Topic("sentiment.scores.v1", (SentimentScored,), "symbol", 6, ("sentiment",), ("strategy", "gateway"),
           description="Per-symbol sentiment"),
