@@ -33,6 +33,7 @@ from ata.events import (
     DataAnomalyDetected,
     DataReliabilityChanged,
     Message,
+    Topic,
 )
 from ata.marketdata.config import MarketDataSettings
 from ata.marketdata.core import (
@@ -202,6 +203,7 @@ class MarketDataService(Service):
         """``topic_names`` maps registry topic names to the names actually used (default: unchanged)."""
         super().__init__(settings, heartbeat_topic=heartbeat_topic)
         self.topic_names = dict(topic_names or {})
+        self._routes: dict[type[Message], tuple[str, Topic]] = {}
         self.md = md
         self.calendar = build_calendar(md)
         self.core = IntegrityChecker(md.integrity(), calendar=self.calendar, source=self.source,
@@ -226,13 +228,21 @@ class MarketDataService(Service):
         return cls(load_settings(RuntimeSettings), load_settings(MarketDataSettings))
 
     # -- routing ------------------------------------------------------------------------------
+    def _topic(self, message: Message) -> tuple[str, Topic]:
+        """``(name used, registry topic)`` for the message's type; looked up once per type (this is the hot path)."""
+        entry = self._routes.get(type(message))
+        if entry is None:
+            topic = self.registry.topic_for(message)
+            entry = (self.topic_names.get(topic.name, topic.name), topic)
+            self._routes[type(message)] = entry
+        return entry
+
     def route(self, message: Message) -> str:
-        name = self.registry.topic_for(message).name
-        return self.topic_names.get(name, name)
+        return self._topic(message)[0]
 
     def _route_and_key(self, message: Message) -> tuple[str, str]:
-        topic = self.registry.topic_for(message)
-        return self.topic_names.get(topic.name, topic.name), topic.key_of(message)
+        name, topic = self._topic(message)
+        return name, topic.key_of(message)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def on_start(self) -> None:

@@ -247,7 +247,8 @@ class FileReplay:
         parquet = _is_parquet(path)
         table = _read_table(path)
         if table is not None:
-            line_of = (lambda i: f"{path}:row {i + 1}") if parquet else (lambda i: f"{path}:{i + 2}")
+            where = str(path)  # formatted once: str(Path) per row would cost more than the row
+            line_of = (lambda i: f"{where}:row {i + 1}") if parquet else (lambda i: f"{where}:{i + 2}")
             fast = reader.fast_items(table, index, line_of)
             if fast is not None:
                 return fast
