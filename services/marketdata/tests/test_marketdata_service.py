@@ -7,19 +7,18 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import pytest
 
-from ata.events import REGISTRY, AnomalyKind, BarClosed, DataAnomalyDetected, HeartbeatEmitted, Message
+from ata.events import REGISTRY, AnomalyKind, BarClosed, DataAnomalyDetected, GroundTruthRegimeObserved, HeartbeatEmitted
 from ata.marketdata.config import MarketDataSettings
 from ata.marketdata.core import IntegrityChecker, SessionCalendar
 from ata.marketdata.service import MarketDataService, Pacer
 from ata.marketdata.sources import FileReplay
-from ata.runtime.codec import decode
-from ata.runtime.config import RuntimeSettings
+from ata.marketdata.testing import KEY, MIN, SECRET, T0, WAIT_S, FakeAlpaca, consume, start_fake
+from ata.runtime.config import ConfigError, RuntimeSettings, load_settings
 from ata.runtime.heartbeat import HEARTBEAT_TOPIC
 from ata.runtime.kafka import provision_topics
 
-WAIT_S = 60.0
 MARKET_TOPICS = ("market.bars.v1", "market.quotes.v1", "market.anomalies.v1", "market.ground_truth.v1")
 
 
@@ -39,26 +38,6 @@ def write_file(path: Path, minutes: int) -> Path:
                 lines.append(f"{stamp},{symbol},{close},{close + 0.02},{close - 0.02},{close},{100 + i}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-async def consume(bootstrap: str, topic: str, expected: int) -> list[Message]:
-    """Every message of ``topic`` from the beginning, once ``expected`` arrived and the partitions are drained."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        received: list[Message] = []
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                for records in (await consumer.getmany(timeout_ms=200)).values():
-                    received.extend(decode(record.value) for record in records)
-                caught_up = all([await consumer.position(tp) >= (consumer.highwater(tp) or 0) for tp in partitions])
-                if len(received) >= expected and caught_up:
-                    return received
-    finally:
-        await consumer.stop()
 
 
 async def run_replay(bootstrap: str, redis_url: str, path: Path, names: dict[str, str], *, bulk: bool) -> MarketDataService:
@@ -123,3 +102,74 @@ def test_pacer_maps_event_time_to_wall_time_at_the_speed_factor() -> None:
     assert pacer.now_event_ns() == 10 * minute + 30_000_000_000
     wall[0] = 200.0
     assert pacer.wait_s(11 * minute) == 0.0
+
+
+def isolated_topics(unique_name: Callable[[str], str], bootstrap: str) -> dict[str, str]:
+    names = {t: unique_name(t.split(".")[1]) for t in (*MARKET_TOPICS, HEARTBEAT_TOPIC)}
+    provision_topics(bootstrap, [dataclasses.replace(REGISTRY.get(t), name=n) for t, n in names.items()])
+    return names
+
+
+async def test_synthetic_source_publishes_bars_and_ground_truth(
+    kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]
+) -> None:
+    names = await asyncio.to_thread(isolated_topics, unique_name, kafka_bootstrap)
+    runtime = RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, instance_id="md-syn", http_port=0)
+    md = MarketDataSettings(source="synthetic", seed=4, synthetic_symbols=3, synthetic_max_bars=300, calendar_start="2023-06-01")
+    service = MarketDataService(runtime, md, topic_names=names, heartbeat_topic=names[HEARTBEAT_TOPIC])
+    await service.start()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await service.source_finished.wait()
+    finally:
+        await service.stop()
+    truth = await consume(kafka_bootstrap, names["market.ground_truth.v1"], 100)
+    assert len(truth) == 100 and all(isinstance(t, GroundTruthRegimeObserved) and t.symbol == "_market" for t in truth)
+    bars = await consume(kafka_bootstrap, names["market.bars.v1"], service.bars_published)
+    assert len(bars) == service.bars_published >= 295
+    assert {b.symbol for b in bars if isinstance(b, BarClosed)} == {"SYN000", "SYN001", "SYN002"}
+
+
+async def test_live_alpaca_source_through_the_service(
+    kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]
+) -> None:
+    names = await asyncio.to_thread(isolated_topics, unique_name, kafka_bootstrap)
+    async for endpoints in start_fake(FakeAlpaca([([0, 1, 2], "silent")])):
+        runtime = RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, instance_id="md-live", http_port=0)
+        md = MarketDataSettings(source="alpaca", symbols=("AAA",), alpaca_api_key=KEY, alpaca_secret_key=SECRET,
+                                alpaca_stream_url=endpoints.stream_url, alpaca_data_url=endpoints.data_url, calendar="",
+                                max_staleness_ms=3_600_000_000)
+        service = MarketDataService(runtime, md, topic_names=names, heartbeat_topic=names[HEARTBEAT_TOPIC])
+        await service.start()
+        try:
+            bars = await consume(kafka_bootstrap, names["market.bars.v1"], 3)
+        finally:
+            await service.stop()
+        assert [(b.ts_open - T0) // MIN for b in bars if isinstance(b, BarClosed)] == [0, 1, 2]
+        assert all(isinstance(b, BarClosed) and b.venue == "alpaca-iex" for b in bars)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"ATA_MARKETDATA_SPEED_FACTOR": "-1"}, "ATA_MARKETDATA_SPEED_FACTOR"),
+        ({"ATA_MARKETDATA_SOURCE": "replay"}, "ATA_MARKETDATA_REPLAY_PATHS"),
+        ({"ATA_MARKETDATA_TIMEFRAME": "7x"}, "ATA_MARKETDATA_TIMEFRAME"),
+        ({"ATA_MARKETDATA_SOURCE": "alpaca", "ATA_MARKETDATA_SYMBOLS": '["AAA"]'}, "ATA_MARKETDATA_ALPACA_API_KEY"),
+        ({"ATA_MARKETDATA_ON_BAD_ROW": "ignore"}, "ATA_MARKETDATA_ON_BAD_ROW"),
+    ],
+)
+def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=named):
+        load_settings(MarketDataSettings)
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATA_MARKETDATA_SOURCE", "replay")
+    monkeypatch.setenv("ATA_MARKETDATA_REPLAY_PATHS", '["a.csv", "b.parquet"]')
+    monkeypatch.setenv("ATA_MARKETDATA_SPIKE_ROBUST_Z_THRESHOLD", "20")
+    settings = load_settings(MarketDataSettings)
+    assert settings.replay_paths == (Path("a.csv"), Path("b.parquet"))
+    assert settings.integrity().spike_robust_z_threshold == 20.0
