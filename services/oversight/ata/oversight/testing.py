@@ -20,16 +20,19 @@ from typing import Any, Self
 
 import orjson
 from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ata.events import (
     ContributingSignal,
     Event,
+    Message,
     NewsPublished,
     RegimeChanged,
     RegimeLabel,
     RegimeStateUpdated,
     TargetProposed,
 )
+from ata.runtime.codec import decode
 
 NS_PER_S = 1_000_000_000
 T0 = 1_700_000_000 * NS_PER_S
@@ -200,3 +203,26 @@ class ScriptedLLMServer:
             "content": [{"type": "text", "text": action.text}], "stop_reason": "end_turn", "stop_sequence": None,
             "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
         })
+
+
+# ---------------------------------------------------------------------- topics
+async def collect(bootstrap: str, topic: str, done: Callable[[list[Message]], bool], *, timeout_s: float = 30.0) -> list[Message]:
+    """Read ``topic`` from the beginning up to its end, and on until ``done(messages so far)``.
+
+    ``TimeoutError`` after ``timeout_s``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen: list[Message] = []
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    seen.extend(decode(r.value) for r in records)
+                positions = [(await consumer.position(tp), consumer.highwater(tp)) for tp in partitions]
+                if all(high is not None and pos >= high for pos, high in positions) and done(seen):
+                    return seen
+    finally:
+        await consumer.stop()

@@ -1,0 +1,110 @@
+"""The oversight service shell: subjects in, reviewed verdicts with their audit trail out.
+
+Consumes ``strategy.targets.v1`` (target proposals), ``regime.states.v1`` (states as context,
+confirmed changes as subjects) and ``news.items.v1`` (headlines as quoted context); publishes
+one :class:`~ata.events.OversightReviewed` per review on ``oversight.reviews.v1``. The
+:class:`~ata.oversight.core.OversightEngine` decides what to review; the
+:class:`~ata.oversight.reviewer.Reviewer` gets the verdict within the deadline (falling back to
+the rules). The engine's context is cached in Redis on stop and restored on start (a cache:
+without it the service starts with empty context).
+
+Reviews of one message run one after another, inside its handling: a verdict is published and
+acknowledged before the message is committed, so a crash never loses a review. A slow
+provider therefore delays the subjects behind it; in gating mode keep ``deadline_ms`` well
+below risk's oversight timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Self
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ata.events import Message, TopicRegistry
+from ata.oversight import metrics
+from ata.oversight.config import OversightSettings
+from ata.oversight.core import OversightEngine
+from ata.oversight.providers import Provider
+from ata.oversight.reviewer import Reviewer, breaker_policy, build_reviewer
+from ata.runtime import metrics as runtime_metrics
+from ata.runtime.bus import Delivery
+from ata.runtime.config import RuntimeSettings, load_settings
+from ata.runtime.resilience import CircuitBreaker
+from ata.runtime.service import Service, run_service
+
+SUBSCRIPTIONS = ("strategy.targets.v1", "regime.states.v1", "news.items.v1")
+BREAKER_STATE = runtime_metrics.gauge("ata_oversight_breaker_state", "Provider breaker: 0 closed, 1 open, 2 half-open",
+                                      ("provider",))
+
+
+class OversightService(Service):
+    name = "oversight"
+    subscriptions: ClassVar[tuple[str, ...]] = SUBSCRIPTIONS
+
+    def __init__(self, settings: RuntimeSettings, oversight_settings: OversightSettings, *,
+                 registry: TopicRegistry | None = None, topic_names: dict[str, str] | None = None,
+                 provider: Provider | None = None, **kwargs: Any) -> None:
+        """``registry`` / ``topic_names``: isolated topics (tests, side-by-side runs);
+        ``provider`` replaces the configured one."""
+        if registry is not None:
+            self.registry = registry  # type: ignore[misc]  # per-instance topics
+        if topic_names:
+            self.subscriptions = tuple(topic_names.get(t, t) for t in SUBSCRIPTIONS)  # type: ignore[misc]
+        super().__init__(settings, **kwargs)
+        self.oversight_settings = oversight_settings
+        self.engine = OversightEngine(oversight_settings, source=self.source)
+        self._provider = provider
+        self._redis: Redis | None = None
+        self.reviewer: Reviewer | None = None
+
+    @classmethod
+    def from_env(cls) -> Self:
+        return cls(load_settings(RuntimeSettings), load_settings(OversightSettings))
+
+    @property
+    def state_key(self) -> str:
+        return f"{self.oversight_settings.redis_prefix}:state"
+
+    async def on_start(self) -> None:
+        settings = self.oversight_settings
+        self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        breaker = CircuitBreaker(f"oversight-{settings.provider}", breaker_policy(settings))
+        BREAKER_STATE.labels(settings.provider).set_function(lambda: float(breaker.state))
+        self.reviewer = build_reviewer(settings, self._redis, breaker, provider=self._provider)
+        try:
+            raw = await self._redis.get(self.state_key)
+        except RedisError as exc:
+            self.log.warning("context cache unreachable, starting with empty context: %s", exc)
+            raw = None
+        if raw is not None:
+            self.engine = OversightEngine.restore(settings, orjson.loads(raw), source=self.source)
+        self.log.info("oversight started", extra={"mode": settings.mode, "provider": settings.provider})
+
+    async def on_stop(self) -> None:
+        if self._redis is not None:
+            try:
+                await self._redis.set(self.state_key, orjson.dumps(self.engine.snapshot()))
+            except RedisError as exc:
+                self.log.warning("could not cache the review context: %s", exc)
+        if self.reviewer is not None:
+            await self.reviewer.provider.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
+        reviewer = self.reviewer
+        assert reviewer is not None, "handle() before on_start()"
+        outputs: list[Message] = []
+        for request in self.engine.observe(message):
+            outcome = await reviewer.review(request)
+            review = self.engine.reviewed(request, outcome, ts_init=self.now_ns())
+            metrics.REVIEWS.labels(review.subject_type, review.verdict.value).inc()
+            outputs.append(review)
+        return outputs
+
+
+def main() -> None:
+    run_service(OversightService)
