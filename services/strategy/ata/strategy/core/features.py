@@ -1,0 +1,100 @@
+"""Online features of a symbol, bar by bar (the RL state and the attribution study use them).
+
+Every feature at bar ``t`` uses bars ``0..t`` and the context known at ``t`` only. Names:
+
+=================  =============================================================
+``ret_1``          log return of the bar
+``ret_5/ret_20``   log return over the last 5 / 20 bars
+``vol_20``         annualised realised volatility of the last 20 log returns
+``vol_ratio``      ``vol_20 / vol_100`` (volatility regime, >1 when rising)
+``z_20``           z-score of the close over 20 bars (0 on a flat window)
+``ma_gap_50``      ``close / SMA_50 - 1``
+``drawdown_63``    ``close / max(close over 63 bars) - 1``
+``sentiment``      latest decayed sentiment score (0 before any)
+``regime_<label>`` one-hot of the regime in force (all 0 when unknown)
+``ret_20_x_vol``   ``ret_20`` when the regime is volatile, else 0 (regime-conditional)
+``z_20_x_vol``     ``z_20`` when the regime is volatile, else 0 (regime-conditional)
+=================  =============================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from ata.events import RegimeLabel
+from ata.quant.indicators import Donchian, RealizedVolatility, Sma, ZScore
+from ata.strategy.core.strategies import Bar, MarketContext, is_volatile
+
+REGIME_LABELS: tuple[str, ...] = tuple(label.value for label in RegimeLabel)
+MARKET_FEATURES = ("ret_1", "ret_5", "ret_20", "vol_20", "vol_ratio", "z_20", "ma_gap_50", "drawdown_63", "sentiment")
+FEATURE_NAMES: tuple[str, ...] = (*MARKET_FEATURES, *(f"regime_{label}" for label in REGIME_LABELS), "ret_20_x_vol", "z_20_x_vol")
+WARMUP_BARS = 101
+
+FloatVector = npt.NDArray[np.float64]
+
+
+class OnlineFeatures:
+    """Per-symbol feature state; ``update`` returns the feature vector or ``None`` while warming up."""
+
+    def __init__(self) -> None:
+        self._closes: deque[float] = deque(maxlen=21)
+        self._vol20 = RealizedVolatility(20)
+        self._vol100 = RealizedVolatility(100)
+        self._z = ZScore(20)
+        self._sma = Sma(50)
+        self._peak = Donchian(63)
+
+    def update(self, bar: Bar, context: MarketContext) -> FloatVector | None:
+        c = bar.close
+        closes = self._closes
+        prev = closes[-1] if closes else math.nan
+        closes.append(c)
+        vol20 = self._vol20.update(c)
+        vol100 = self._vol100.update(c)
+        z = self._z.update(c)
+        sma = self._sma.update(c)
+        peak, _ = self._peak.update(c, c)
+        if not self._vol100.ready:
+            return None
+        ret20 = math.log(c / closes[0])
+        z = 0.0 if math.isnan(z) else z
+        volatile = 1.0 if is_volatile(context.regime) else 0.0
+        market = (
+            math.log(c / prev),
+            math.log(c / closes[-6]),
+            ret20,
+            vol20,
+            vol20 / vol100 if vol100 > 0.0 else 1.0,
+            z,
+            c / sma - 1.0,
+            c / peak - 1.0 if self._peak.ready else 0.0,
+            0.0 if context.sentiment is None else context.sentiment,
+        )
+        regime = tuple(1.0 if context.regime == label else 0.0 for label in REGIME_LABELS)
+        return np.array((*market, *regime, ret20 * volatile, z * volatile), dtype=np.float64)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "closes": list(self._closes),
+            "vol20": self._vol20.snapshot(),
+            "vol100": self._vol100.snapshot(),
+            "z": self._z.snapshot(),
+            "sma": self._sma.snapshot(),
+            "peak": self._peak.snapshot(),
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> Self:
+        obj = cls()
+        obj._closes = deque(state["closes"], maxlen=21)
+        obj._vol20 = RealizedVolatility.restore(state["vol20"])
+        obj._vol100 = RealizedVolatility.restore(state["vol100"])
+        obj._z = ZScore.restore(state["z"])
+        obj._sma = Sma.restore(state["sma"])
+        obj._peak = Donchian.restore(state["peak"])
+        return obj

@@ -1,0 +1,52 @@
+"""Mean reversion on the z-score of the close (a Bollinger band rule).
+
+``z_t = (close_t - SMA_w(close)_t) / std_w(close)_t`` (sample std, the window includes ``t``).
+Inside the band (``|z| < entry_z``) the signal is flat; outside it leans against the move:
+``strength = clip(-z / full_z, -1, 1)``. An undefined z (a flat window) gives a flat signal.
+Horizon: ``window / 2`` bars.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ata.quant.indicators import ZScore
+from ata.strategy.core.strategies.base import Bar, MarketContext, Signal, Strategy, StrategyParams
+
+
+@dataclass(frozen=True)
+class MeanReversionParams(StrategyParams):
+    window: int = 20
+    entry_z: float = 1.0
+    full_z: float = 2.5
+
+    LOOKBACKS: ClassVar[tuple[str, ...]] = ("window",)
+    THRESHOLDS: ClassVar[tuple[str, ...]] = ("entry_z", "full_z")
+    SPACE: ClassVar[dict[str, tuple[float, float]]] = {"window": (5, 60), "entry_z": (0.5, 2.5), "full_z": (1.0, 4.0)}
+
+    def validate(self) -> None:
+        if self.window < 2:
+            raise ValueError("mean_reversion needs window >= 2")
+
+
+class MeanReversion(Strategy):
+    name = "mean_reversion"
+    description = "mean reversion: fade closes outside a z-score (Bollinger) band"
+    params_type = MeanReversionParams
+    _indicators = ("_z",)
+    params: MeanReversionParams
+
+    def __init__(self, params: MeanReversionParams | None = None) -> None:
+        super().__init__(params)
+        self._z = ZScore(self.params.window)
+
+    def update(self, bar: Bar, context: MarketContext) -> Signal | None:
+        z = self._z.update(bar.close)
+        if not self._z.ready:
+            return None
+        horizon = self.params.window // 2
+        if math.isnan(z) or abs(z) < self.params.entry_z:
+            return self._signal(0.0, horizon)
+        return self._signal(-z / self.params.full_z, horizon)
