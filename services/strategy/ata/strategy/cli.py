@@ -1,0 +1,77 @@
+"""``ata strategy ...``: list strategies, evaluate walk-forward, optimise (GA), train RL, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ata.strategy import research
+from ata.strategy.core.features import REGIME_LABELS
+from ata.strategy.core.meta import MetaConfig, Method
+from ata.strategy.core.policy import NumpyPolicy
+from ata.strategy.data import load_bars
+from ata.strategy.plots import plot_equity
+from ata.strategy.policy_file import load_policy
+from ata.strategy.registry import available_strategies
+
+app = typer.Typer(name="strategy", help="Strategy library, meta-strategy evaluation, optimisation, RL training.",
+                  no_args_is_help=True)
+console = Console()
+
+Dataset = Annotated[str, typer.Option(help="built-in dataset: sp500 or nasdaq")]
+
+
+@app.command("list")
+def list_strategies() -> None:
+    """Installed strategies (built-in and plugins of the ``ata.strategies`` entry-point group)."""
+    table = Table("name", "description", "parameters", "source")
+    for name, cls in available_strategies().items():
+        params = ", ".join(f"{k}={v}" for k, v in cls.params_type().to_dict().items())
+        table.add_row(name, cls.description, params, cls.__module__)
+    console.print(table)
+
+
+def _policy(path: Path | None) -> NumpyPolicy | None:
+    return None if path is None else load_policy(path)
+
+
+@app.command()
+def evaluate(
+    dataset: Dataset = "nasdaq",
+    train_bars: Annotated[int, typer.Option(help="history before each out-of-sample window")] = 756,
+    test_bars: Annotated[int, typer.Option(help="bars per out-of-sample window")] = 252,
+    cost_bps: Annotated[float, typer.Option(help="cost per unit of weight traded, basis points")] = 1.0,
+    policy: Annotated[Path | None, typer.Option(help="RL policy .npz for the rl method (trained before the test windows)")] = None,
+    plot: Annotated[Path, typer.Option(help="PNG of the out-of-sample equity curves")] = Path("strategy-evaluation.png"),
+) -> None:
+    """Walk-forward out of sample: the meta-strategy beside each static strategy and buy-and-hold."""
+    bars = load_bars(dataset)
+    close = np.array([b.close for b in bars])
+    folds = research.walk_forward_folds(len(bars), train_bars, test_bars)
+    regimes = research.regimes_before(bars)
+    console.print(f"{dataset}: {len(bars)} bars, {len(folds)} out-of-sample windows of {test_bars} bars after {train_bars}")
+    loaded = _policy(policy)
+    curves: dict[str, np.ndarray] = {}
+    config = MetaConfig(methods_by_regime=dict.fromkeys(REGIME_LABELS, Method.RL)) if loaded else MetaConfig()
+    meta = research.run_meta(bars, config, policy=loaded, regimes=regimes)
+    curves["meta-strategy"] = research.portfolio_returns(close, meta.frame["target"].to_numpy(), cost_bps)
+    for name in config.strategies:
+        targets = research.strategy_targets(bars, name, regimes=regimes)
+        if np.any(targets != 0.0):
+            curves[name] = research.portfolio_returns(close, targets, cost_bps)
+    curves["buy-and-hold"] = research.portfolio_returns(close, np.ones(len(bars)), 0.0)
+    table = Table("strategy", "Sharpe", "max drawdown", "CAGR", "volatility", title=f"{dataset} walk-forward out of sample")
+    oos = {name: research.stitched(r, folds) for name, r in curves.items()}
+    for name, r in oos.items():
+        s = research.score(r)
+        table.add_row(name, f"{s['sharpe']:.3f}", f"{s['max_drawdown']:.1%}", f"{s['cagr']:.2%}", f"{s['volatility']:.1%}")
+    console.print(table)
+    times = [b.ts_ns for b in bars[folds[0].test.start :]]
+    plot_equity(plot, {n: research.equity_curve(r)[1:] for n, r in oos.items()}, times,
+                title=f"{dataset}: walk-forward out-of-sample equity")
+    console.print(f"equity curves written to {plot}")
