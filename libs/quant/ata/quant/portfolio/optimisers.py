@@ -58,6 +58,7 @@ __all__ = [
     "register_optimiser",
     "risk_contributions",
     "risk_parity_allocation",
+    "signal_directions",
 ]
 
 
@@ -117,7 +118,7 @@ def _inputs(
     return c, _vector(expected, n, "expected"), _vector(previous, n, "previous"), cons
 
 
-def _signs(expected: FloatArray | None, cons: Constraints) -> FloatArray:
+def signal_directions(expected: FloatArray | None, cons: Constraints) -> FloatArray:
     """+1 / -1 / 0 per symbol: the signal's sign where the symbol's directions allow it."""
     can_long, can_short = cons.upper > 0.0, cons.lower < 0.0
     if expected is None:
@@ -282,7 +283,7 @@ class EqualWeight:
     def weights(self, cov: npt.ArrayLike, expected: npt.ArrayLike | None = None,
                 previous: npt.ArrayLike | None = None, constraints: Constraints | None = None) -> OptimisationResult:
         _, mu, _, cons = _inputs(cov, expected, previous, constraints)
-        signs = _signs(mu, cons)
+        signs = signal_directions(mu, cons)
         return _finish(self.name, np.abs(signs), signs, cons, {})
 
 
@@ -295,7 +296,7 @@ class InverseVolatility:
     def weights(self, cov: npt.ArrayLike, expected: npt.ArrayLike | None = None,
                 previous: npt.ArrayLike | None = None, constraints: Constraints | None = None) -> OptimisationResult:
         c, mu, _, cons = _inputs(cov, expected, previous, constraints)
-        signs = _signs(mu, cons)
+        signs = signal_directions(mu, cons)
         vol = np.sqrt(np.diag(c))
         if np.any(vol[signs != 0] <= 0):
             raise ValueError("every held symbol needs a positive variance")
@@ -313,7 +314,7 @@ class RiskParity:
     def weights(self, cov: npt.ArrayLike, expected: npt.ArrayLike | None = None,
                 previous: npt.ArrayLike | None = None, constraints: Constraints | None = None) -> OptimisationResult:
         c, mu, _, cons = _inputs(cov, expected, previous, constraints)
-        signs = _signs(mu, cons)
+        signs = signal_directions(mu, cons)
         held = np.flatnonzero(signs)
         shape = np.zeros(cons.n)
         it, err = 0, 0.0
@@ -333,7 +334,7 @@ class HierarchicalRiskParity:
     def weights(self, cov: npt.ArrayLike, expected: npt.ArrayLike | None = None,
                 previous: npt.ArrayLike | None = None, constraints: Constraints | None = None) -> OptimisationResult:
         c, mu, _, cons = _inputs(cov, expected, previous, constraints)
-        signs = _signs(mu, cons)
+        signs = signal_directions(mu, cons)
         held = np.flatnonzero(signs)
         shape = np.zeros(cons.n)
         if held.size:
