@@ -29,8 +29,10 @@ import functools
 import logging
 import random
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -50,6 +52,7 @@ from ata.runtime.resilience import Backoff, retry, retry_on
 
 __all__ = [
     "DEFAULT_HANDLER_RETRY",
+    "Acks",
     "ConsumerLoop",
     "Delivery",
     "Handler",
@@ -58,6 +61,7 @@ __all__ = [
     "Published",
     "Publisher",
     "RetryableError",
+    "defer_acks",
     "dlq_topic",
 ]
 
@@ -108,6 +112,26 @@ class Published:
 
 #: ``async def handler(message, delivery) -> None``; raise to dead-letter, RetryableError to retry first.
 Handler = Callable[[Message, Delivery], Awaitable[None]]
+
+#: The acknowledgements of records handed to the producer (:meth:`KafkaBus.enqueue_routed`).
+Acks = asyncio.Future[list["Published"]]
+
+#: The acknowledgements the record being handled is waiting for; None outside a consumer loop's handler.
+_PENDING_ACKS: ContextVar[list[Acks] | None] = ContextVar("ata_pending_acks", default=None)
+
+
+def defer_acks(acks: Acks) -> bool:
+    """Inside a :class:`ConsumerLoop` handler: make the loop await ``acks`` before the record counts as
+    handled (its id remembered, its offset committed), instead of the handler awaiting them now.
+
+    Returns False outside a handler; the caller must then await ``acks`` itself. This is how a
+    handler's outputs are pipelined: the next record is handled while they travel to the broker.
+    """
+    pending = _PENDING_ACKS.get()
+    if pending is None:
+        return False
+    pending.append(acks)
+    return True
 
 
 class Publisher(Protocol):
@@ -200,14 +224,17 @@ class KafkaBus:
     def _headers(headers: Mapping[str, str] | None) -> list[tuple[str, bytes]] | None:
         return to_kafka_headers(telemetry.inject_headers(dict(headers) if headers else None))
 
-    async def _send(self, records: Sequence[tuple[str, bytes, str | None]], headers: Mapping[str, str] | None) -> list[Published]:
+    async def _enqueue(self, records: Sequence[tuple[str, bytes, str | None]], headers: Mapping[str, str] | None) -> Acks:
+        """Hand ``records`` to the producer in order (they share batches) and return their acknowledgements."""
         producer = self._require_producer()
         kafka_headers = self._headers(headers)
-        # Enqueue everything first so the records share batches, then await every acknowledgement.
         futures = [
             await producer.send(topic, value, key=None if key is None else key.encode(), headers=kafka_headers)
             for topic, value, key in records
         ]
+        return asyncio.ensure_future(self._acknowledged(records, futures))
+
+    async def _acknowledged(self, records: Sequence[tuple[str, bytes, str | None]], futures: list[Any]) -> list[Published]:
         acks = await asyncio.gather(*futures)
         published = []
         for (topic, _, key), ack in zip(records, acks, strict=True):
@@ -215,15 +242,47 @@ class KafkaBus:
             published.append(Published(topic=topic, partition=int(ack.partition), offset=int(ack.offset), key=key))
         return published
 
-    async def publish(self, messages: Iterable[Message], headers: Mapping[str, str] | None = None) -> list[Published]:
-        """Publish each message to its registry topic, keyed by the topic's key; return once all are acknowledged."""
-        records = []
+    async def _send(self, records: Sequence[tuple[str, bytes, str | None]], headers: Mapping[str, str] | None) -> list[Published]:
+        return await (await self._enqueue(records, headers))
+
+    def _registry_records(self, messages: Iterable[Message]) -> list[tuple[str, bytes, str | None]]:
+        records: list[tuple[str, bytes, str | None]] = []
         for message in messages:
             topic = self._routes.get(type(message))
             if topic is None:
                 topic = self._routes[type(message)] = self.registry.topic_for(message)
             records.append((topic.name, encode(message), topic.key_of(message)))
+        return records
+
+    async def publish(self, messages: Iterable[Message], headers: Mapping[str, str] | None = None) -> list[Published]:
+        """Publish each message to its registry topic, keyed by the topic's key; return once all are acknowledged."""
+        records = self._registry_records(messages)
         return await self._send(records, headers) if records else []
+
+    async def publish_routed(
+        self, routed: Iterable[tuple[str, Message, str | None]], headers: Mapping[str, str] | None = None
+    ) -> list[Published]:
+        """Publish ``(topic, message, key)`` triples in order and await all acknowledgements together.
+
+        Records are handed to the producer in the given order, so per partition they are stored
+        in that order (one producer keeps one request in flight per broker).
+        """
+        return await (await self.enqueue_routed(routed, headers))
+
+    async def enqueue_routed(
+        self, routed: Iterable[tuple[str, Message, str | None]], headers: Mapping[str, str] | None = None
+    ) -> Acks:
+        """Like :meth:`publish_routed` but without waiting: returns the future of the acknowledgements.
+
+        Whoever gets the future must await it (or hand it to :func:`defer_acks`): a failed
+        acknowledgement surfaces only there. Records are in the producer, in order, on return.
+        """
+        records = [(topic, encode(message), key) for topic, message, key in routed]
+        if not records:
+            done: Acks = asyncio.get_running_loop().create_future()
+            done.set_result([])
+            return done
+        return await self._enqueue(records, headers)
 
     async def publish_to(
         self, topic: str, message: Message, key: str | None = None, headers: Mapping[str, str] | None = None
@@ -244,6 +303,67 @@ class KafkaBus:
         return ConsumerLoop(self, group_id, topics, handler, **options)
 
 
+class _Remembering:
+    """Writes applied ids to the group's set as records complete: ids that complete while a write is
+    in flight go together in the next one, so the store sees few round trips yet little delay."""
+
+    def __init__(self, applied: AppliedIds | None) -> None:
+        self._applied = applied
+        self._buffer: list[uuid.UUID] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(self, event_id: uuid.UUID) -> None:
+        self._buffer.append(event_id)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while self._buffer and self._applied is not None:
+            ids, self._buffer = self._buffer, []
+            await self._applied.add_many(ids)
+
+    async def flush(self) -> None:
+        """Return once every id added so far is written (store failures are counted by the set, not raised)."""
+        writer = self._writer
+        if writer is not None:
+            await asyncio.shield(writer)
+        await self._write()
+
+
+@dataclass(slots=True)
+class _Item:
+    """One fetched record on its way through the loop."""
+
+    tp: TopicPartition
+    delivery: Delivery
+    message: Message | None = None
+    failure: tuple[str, str] | None = None  # (stage, reason) when it cannot reach the handler
+    processed: bool = False  # taken up; a batch is committed only after every taken-up record completed
+    applied: bool = False  # handled successfully: its id is remembered once its outputs are acknowledged
+    acks: list[Acks] | None = None
+
+
+def _committable(batches: Mapping[TopicPartition, list[ConsumerRecord]], items: list[_Item]) -> dict[TopicPartition, int]:
+    """Per partition, the offset after the longest run of processed records from the batch's start.
+
+    Records processed after an unprocessed one (a stop in the middle of a batch handled by key)
+    are not covered: they are redelivered, and their remembered ids make the repeat a no-op.
+    """
+    offsets: dict[TopicPartition, int] = {}
+    by_partition: dict[TopicPartition, list[_Item]] = {}
+    for item in items:
+        by_partition.setdefault(item.tp, []).append(item)
+    for tp in batches:
+        committed = None
+        for item in by_partition.get(tp, ()):
+            if not item.processed:
+                break
+            committed = item.delivery.offset + 1
+        if committed is not None:
+            offsets[tp] = committed
+    return offsets
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type information
     def __init__(self, loop: ConsumerLoop) -> None:
         self._loop = loop
@@ -252,6 +372,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka s
         self._loop._forget(revoked)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._loop.assignments += 1
         self._loop._assigned.set()
 
 
@@ -260,6 +381,11 @@ class ConsumerLoop:
 
     ``applied``: the group's applied-id set; without one, redeliveries reach the handler again.
     ``retry_backoff``: schedule for :class:`RetryableError`.
+    ``concurrency``: how many distinct keys of a fetched batch are handled at once. 1 (the
+    default) handles the batch strictly in order. Above 1, the records of each (partition, key)
+    are still handled one after another in offset order, but different keys overlap: for
+    handlers that wait on I/O (a broker call) and whose effects are independent per key.
+    ``assignments`` counts the partition assignments this member received (a rebalance adds one).
     """
 
     def __init__(
@@ -271,15 +397,21 @@ class ConsumerLoop:
         *,
         applied: AppliedIds | None = None,
         retry_backoff: Backoff = DEFAULT_HANDLER_RETRY,
+        concurrency: int = 1,
     ) -> None:
         if not topics:
             raise ValueError("a consumer loop needs at least one topic")
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
         self.bus = bus
         self.group_id = group_id
         self.topics = tuple(topics)
         self.handler = handler
         self.applied = applied
         self.retry_backoff = retry_backoff
+        self.concurrency = concurrency
+        self.assignments = 0
+        self._remembering = _Remembering(applied)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -400,67 +532,178 @@ class ConsumerLoop:
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while not self._stopping:
             batches = await self._fetch(consumer)
-            for tp, records in batches.items():
-                handled = None
-                for record in records:
-                    if self._stopping:
-                        break
-                    await self._process(record)
-                    handled = record.offset + 1
-                if handled is not None:
-                    await consumer.commit({tp: handled})
-                    self._positions[tp] = handled
+            if not batches:
+                continue
+            items = self._prepare(batches)
+            try:
+                if self.concurrency == 1:
+                    await self._handle_in_order(items)
+                else:
+                    await self._handle_by_key(items)
+                await self._settle(items)
+            finally:
+                # Also when the loop dies: what was handled and acknowledged is remembered, as the contract says.
+                await self._remembering.flush()
+            offsets = _committable(batches, items)
+            if offsets:
+                await consumer.commit(offsets)  # one request for every partition of the batch
+                for tp, offset in offsets.items():
+                    self._positions[tp] = offset
                     self._update_lag(consumer, tp)
-                if self._stopping:
-                    break
 
     def _spec(self, topic: str) -> Topic | None:
         if topic not in self._specs:
             self._specs[topic] = _declared(self.bus.registry, topic)
         return self._specs[topic]
 
-    async def _process(self, record: ConsumerRecord) -> None:
-        delivery = Delivery(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=None if record.key is None else record.key.decode("utf-8", "replace"),
-            headers=from_kafka_headers(record.headers),
-            raw=record.value or b"",
-            timestamp_ms=record.timestamp if record.timestamp is not None else -1,
-        )
-        topic_metrics = _topic_metrics(self.service, delivery.topic)
-        topic_metrics.events_in.inc()
-        started = time.perf_counter()
-        stage = "decode"
-        try:
-            message = decode(delivery.raw)
-            spec = self._spec(delivery.topic)
-            if spec is not None and not spec.accepts(message):
-                stage = "validate"
-                raise TypeError(f"{type(message).__name__} is not carried by {delivery.topic}")
-            if self.applied is not None and await self.applied.contains(message.event_id):
-                topic_metrics.duplicates.inc()
+    def _prepare(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> list[_Item]:
+        """Decode and type-check every record of a fetched batch, in fetch order (per partition: offset order)."""
+        items = []
+        for tp, records in batches.items():
+            _topic_metrics(self.service, tp.topic).events_in.inc(len(records))
+            spec = self._spec(tp.topic)
+            for record in records:
+                delivery = Delivery(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=None if record.key is None else record.key.decode("utf-8", "replace"),
+                    headers=from_kafka_headers(record.headers),
+                    raw=record.value or b"",
+                    timestamp_ms=record.timestamp if record.timestamp is not None else -1,
+                )
+                item = _Item(tp, delivery)
+                try:
+                    item.message = decode(delivery.raw)
+                except CodecError as exc:
+                    item.failure = (exc.stage, exc.reason)
+                else:
+                    if spec is not None and not spec.accepts(item.message):
+                        item.failure = ("validate", f"{type(item.message).__name__} is not carried by {delivery.topic}")
+                items.append(item)
+        return items
+
+    async def _handle_in_order(self, items: list[_Item]) -> None:
+        applied = await self._already_applied(items)
+        for item in items:
+            if self._stopping:
                 return
-            stage = "handle"
-            await retry(
-                lambda: self.handler(message, delivery),
-                backoff=self.retry_backoff,
-                retryable=_RETRYABLE,
-                rng=self._rng,
-                on_retry=lambda attempt, exc, delay: _log.warning(
-                    "retrying %s@%d:%d after attempt %d (%s) in %.2fs",
-                    delivery.topic, delivery.partition, delivery.offset, attempt, exc, delay,
-                ),
-            )
+            await self._process(item, applied)
+
+    async def _handle_by_key(self, items: list[_Item]) -> None:
+        """Up to ``concurrency`` keys at once; the records of one key (per partition) strictly in offset order."""
+        applied = await self._already_applied(items)
+        lanes: dict[tuple[TopicPartition, str | None], list[_Item]] = {}
+        for item in items:
+            lanes.setdefault((item.tp, item.delivery.key), []).append(item)
+        queue = deque(lanes.values())
+
+        async def worker() -> None:
+            while queue and not self._stopping:
+                for item in queue.popleft():
+                    if self._stopping:
+                        return
+                    await self._process(item, applied)
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(queue)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+
+    async def _already_applied(self, items: list[_Item]) -> set[uuid.UUID]:
+        """The ids of the batch the group already applied: one look-up for the whole batch."""
+        if self.applied is None:
+            return set()
+        return await self.applied.contains_many([item.message.event_id for item in items if item.message is not None])
+
+    async def _process(self, item: _Item, applied: set[uuid.UUID]) -> None:
+        """Handle one record; its outputs' acknowledgements are collected on ``item`` for :meth:`_settle`."""
+        delivery, message = item.delivery, item.message
+        item.processed = True
+        if item.failure is not None or message is None:
+            stage, reason = item.failure or ("decode", "no message")
+            await self._dead_letter(delivery, stage, reason)
+            return
+        topic_metrics = _topic_metrics(self.service, delivery.topic)
+        if message.event_id in applied:
+            topic_metrics.duplicates.inc()
+            return
+        applied.add(message.event_id)  # a repeat later in this batch is a duplicate too
+        acks: list[Acks] = []
+        token = _PENDING_ACKS.set(acks)
+        started = time.perf_counter()
+        try:
+            try:
+                await self.handler(message, delivery)
+            except RetryableError as exc:
+                await self._retry(message, delivery, exc)
+            item.acks = acks
+            item.applied = True
             if self.applied is not None:
-                await self.applied.add(message.event_id)
-        except CodecError as exc:
-            await self._dead_letter(delivery, exc.stage, exc.reason)
+                self._remember_when_acknowledged(item)
         except Exception as exc:
-            await self._dead_letter(delivery, stage, f"{type(exc).__name__}: {exc}")
+            item.acks = acks  # outputs published before the failure still have to be acknowledged
+            applied.discard(message.event_id)
+            await self._dead_letter(delivery, "handle", f"{type(exc).__name__}: {exc}")
         finally:
+            _PENDING_ACKS.reset(token)
             topic_metrics.handler_seconds.observe(time.perf_counter() - started)
+
+    async def _retry(self, message: Message, delivery: Delivery, first: RetryableError) -> None:
+        """Retry a handler whose first attempt raised ``first``, on :attr:`retry_backoff` (attempts counted from it)."""
+        failed: list[RetryableError] = [first]
+
+        async def attempt() -> None:
+            if failed:
+                raise failed.pop()  # the attempt that already failed, so retry() counts and waits from it
+            await self.handler(message, delivery)
+
+        await retry(
+            attempt,
+            backoff=self.retry_backoff,
+            retryable=_RETRYABLE,
+            rng=self._rng,
+            on_retry=lambda attempt, exc, delay: _log.warning(
+                "retrying %s@%d:%d after attempt %d (%s) in %.2fs",
+                delivery.topic, delivery.partition, delivery.offset, attempt, exc, delay,
+            ),
+        )
+
+    def _remember_when_acknowledged(self, item: _Item) -> None:
+        """Remember the record's id as soon as all its outputs are acknowledged (at once if it deferred none)."""
+        assert item.message is not None
+        event_id, acks = item.message.event_id, item.acks or []
+        if not acks:
+            self._remembering.add(event_id)
+            return
+
+        def on_ack(_: Acks) -> None:
+            if all(ack.done() for ack in acks) and all(not ack.cancelled() and ack.exception() is None for ack in acks):
+                self._remembering.add(event_id)
+
+        for ack in acks:
+            ack.add_done_callback(on_ack)
+
+    async def _settle(self, items: list[_Item]) -> None:
+        """Await every acknowledgement of the batch (the applied ids are remembered as they arrive).
+
+        A record whose outputs were refused by the broker is dead-lettered (as a failing handler
+        would be); its id is not remembered, so a redelivery is handled again.
+        """
+        pending = [(item, ack) for item in items if item.acks for ack in item.acks]
+        if pending:
+            results = await asyncio.gather(*(ack for _, ack in pending), return_exceptions=True)
+            for (item, _), result in zip(pending, results, strict=True):
+                if isinstance(result, BaseException) and not isinstance(result, Exception):
+                    raise result
+                if isinstance(result, Exception) and item.applied:
+                    item.applied = False
+                    reason = f"publishing outputs failed: {type(result).__name__}: {result}"
+                    await self._dead_letter(item.delivery, "handle", reason)
 
     async def _dead_letter(self, delivery: Delivery, stage: str, error: str) -> None:
         """Publish the failed record to ``<topic>.dlq``; a failure here propagates and stops the loop uncommitted."""

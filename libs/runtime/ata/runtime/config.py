@@ -23,7 +23,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 Profile = Literal["dev", "prod"]
@@ -39,6 +39,8 @@ _PLACEHOLDER_PATTERN = re.compile(r"^(x+|\*+|<.*>|\$\{.*\}|\{\{.*\}\})$", re.IGN
 S = TypeVar("S", bound=BaseSettings)
 
 DEFAULT_STATE_DIR = ".ata"
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+DEFAULT_LOG_LEVEL: LogLevel = "INFO"
 JOURNAL_FILE = "journal.db"
 
 
@@ -158,6 +160,14 @@ class RuntimeSettings(_AtaSettings):
     kafka_request_timeout_ms: int = Field(
         default=30000, ge=1000, description="Producer/consumer request timeout; a publish that is not acknowledged by then fails."
     )
+    log_level: LogLevel = Field(
+        default=DEFAULT_LOG_LEVEL, description="Level of the JSON logs a service writes to stderr (case-insensitive)."
+    )
+    service_heartbeat_interval_ms: int | None = Field(
+        default=None,
+        ge=10,
+        description="Period of a service's HeartbeatEmitted events; unset: the service's own default (5 s).",
+    )
     kafka_enable_idempotence: bool = Field(
         default=False,
         description=(
@@ -166,6 +176,11 @@ class RuntimeSettings(_AtaSettings):
             "depends on it: consumers drop already-applied event ids. The confluent bulk producer always uses it."
         ),
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @model_validator(mode="before")
     @classmethod

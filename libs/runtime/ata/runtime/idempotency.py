@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -97,6 +98,46 @@ class AppliedIds:
         if found:
             self._remember(event_id)
         return found
+
+    async def contains_many(self, event_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """The subset of ``event_ids`` already applied; one Redis round trip for all ids not remembered here."""
+        found = set()
+        unknown = []
+        for event_id in event_ids:
+            if event_id in self._recent:
+                self._recent.move_to_end(event_id)
+                found.add(event_id)
+            else:
+                unknown.append(event_id)
+        if not unknown or self._redis is None:
+            return found
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for event_id in unknown:
+                    pipe.exists(self._key(event_id))
+                answers = await pipe.execute()
+        except RedisError as exc:
+            self._backend_failed("read", exc)
+            return found
+        for event_id, answer in zip(unknown, answers, strict=True):
+            if answer:
+                self._remember(event_id)
+                found.add(event_id)
+        return found
+
+    async def add_many(self, event_ids: Sequence[uuid.UUID]) -> None:
+        """Record every id in ``event_ids`` as applied: :meth:`add` for a batch, one Redis round trip."""
+        for event_id in event_ids:
+            self._remember(event_id)
+        if self._redis is None or not event_ids:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for event_id in event_ids:
+                    pipe.set(self._key(event_id), b"1", ex=self.ttl_s)
+                await pipe.execute()
+        except RedisError as exc:
+            self._backend_failed("write", exc)
 
     async def add(self, event_id: uuid.UUID) -> None:
         """Record ``event_id`` as applied (after its effects are durable: outputs acknowledged)."""

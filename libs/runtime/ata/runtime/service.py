@@ -20,9 +20,17 @@ Lifecycle contract:
 
 Per subscribed message (consumption mechanics in :class:`~ata.runtime.bus.ConsumerLoop`):
 decode and type-check, skip event ids the group already applied, open a CONSUMER span
-parented by the message's trace headers, call :meth:`handle`, publish its outputs (they carry
-the span's trace context), await their acknowledgements, remember the id, commit. A handler
-exception dead-letters the message to ``<topic>.dlq`` and the service goes on.
+parented by the message's trace headers, call :meth:`handle`, hand its outputs to the producer
+(they carry the span's trace context). Outputs are pipelined: the next message is handled while
+they travel; the acknowledgements of a whole fetched batch are awaited before its ids are
+remembered and its offsets committed, so a crash still redelivers anything whose outputs were
+not acknowledged. A handler exception (or outputs the broker refused) dead-letters the message
+to ``<topic>.dlq`` and the service goes on.
+
+Concurrency: with :attr:`Service.concurrency` above 1, up to that many distinct keys of a
+fetched batch are handled at once; messages with the same key (per partition) stay strictly
+sequential, in offset order. Only for handlers whose effects per key are independent of other
+keys' (e.g. one order per client order id) and that wait on I/O.
 """
 
 from __future__ import annotations
@@ -40,10 +48,10 @@ from typing import ClassVar, NoReturn, Self
 
 from opentelemetry import trace
 
-from ata.events import REGISTRY, HeartbeatEmitted, Message, ServiceStatus, TopicRegistry
+from ata.events import REGISTRY, HeartbeatEmitted, Message, ServiceStatus, Topic, TopicRegistry
 from ata.runtime import metrics, telemetry
-from ata.runtime.bus import ConsumerLoop, Delivery, KafkaBus
-from ata.runtime.config import ConfigError, RuntimeSettings, load_settings
+from ata.runtime.bus import Acks, ConsumerLoop, Delivery, KafkaBus, defer_acks
+from ata.runtime.config import DEFAULT_LOG_LEVEL, ConfigError, RuntimeSettings, load_settings
 from ata.runtime.heartbeat import HEARTBEAT_TOPIC, HeartbeatEmitter, HeartbeatStats
 from ata.runtime.http import HealthServer
 from ata.runtime.idempotency import AppliedIds
@@ -77,7 +85,8 @@ class Service:
 
     Class attributes a subclass sets: ``name`` (also the consumer group and the metrics'
     ``service`` label), ``subscriptions`` (topic names). Optional: ``registry`` (topics used
-    for routing and type checks), ``heartbeat_interval_s``, ``stop_timeout_s``.
+    for routing and type checks), ``heartbeat_interval_s`` (``ATA_SERVICE_HEARTBEAT_INTERVAL_MS``
+    overrides it), ``stop_timeout_s``, ``concurrency`` (keys handled at once, see the module contract).
     """
 
     name: ClassVar[str]
@@ -85,6 +94,7 @@ class Service:
     registry: ClassVar[TopicRegistry] = REGISTRY
     heartbeat_interval_s: ClassVar[float] = DEFAULT_HEARTBEAT_INTERVAL_S
     stop_timeout_s: ClassVar[float] = 8.0
+    concurrency: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -112,11 +122,18 @@ class Service:
         self._consumer: ConsumerLoop | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._failure: BaseException | None = None
+        interval_ms = settings.service_heartbeat_interval_ms
         self._heartbeat = HeartbeatEmitter(
-            self.name, self.instance, self.heartbeat_interval_s, stats=self._heartbeat_stats, send=self._send_heartbeat
+            self.name,
+            self.instance,
+            interval_ms / 1000 if interval_ms is not None else self.heartbeat_interval_s,
+            stats=self._heartbeat_stats,
+            send=self._send_heartbeat,
         )
         self._events_in = 0
         self._events_out = 0
+        self._type_routes: dict[type[Message], Topic | None] = {}
+        self._topic_specs: dict[str, Topic | None] = {}
 
     @classmethod
     def from_env(cls) -> Self:
@@ -145,6 +162,13 @@ class Service:
         """Service-specific readiness (e.g. caught up, reconciled with the broker); ``True`` by default."""
         return True
 
+    def heartbeat_details(self) -> dict[str, str | float | int | bool]:
+        """Service-specific entries for each heartbeat's ``details`` (source health, progress); none by default.
+
+        Called on every heartbeat tick; keep it cheap. Keys the base sets (``phase``, ``http_port``) win.
+        """
+        return {}
+
     def route(self, message: Message) -> str:
         """The topic an output is published to: the registry's topic for its type unless overridden."""
         return self.registry.topic_for(message).name
@@ -156,8 +180,12 @@ class Service:
         """Wall-clock time for ``ts_init`` of outputs (cores take time from events, shells from here)."""
         return time.time_ns()
 
+    def count_published(self, count: int) -> None:
+        """Count ``count`` messages published by other means (a bulk producer) in heartbeats' ``events_out``."""
+        self._events_out += count
+
     async def publish(self, messages: Iterable[Message]) -> None:
-        """Publish ``messages`` (routed by :meth:`route`) and wait for every acknowledgement.
+        """Publish ``messages`` (routed by :meth:`route`, in order) and wait for every acknowledgement.
 
         Inside a handled message's span the outputs join its trace; elsewhere (background
         producers) one PRODUCER span per call starts a new trace that downstream handling joins.
@@ -166,41 +194,44 @@ class Service:
         if not batch:
             return
         if trace.get_current_span().get_span_context().is_valid:
-            await self._publish(batch)
+            await (await self._enqueue(batch))
             return
         with telemetry.producer_span(self.name, self.route(batch[0]), attributes={"messaging.batch.message_count": len(batch)}):
-            await self._publish(batch)
+            await (await self._enqueue(batch))
 
-    async def _publish(self, batch: list[Message]) -> None:
-        registry_routed: list[Message] = []
-        explicit: list[tuple[str, Message]] = []
+    async def _enqueue(self, batch: list[Message]) -> Acks:
+        """Hand ``batch`` to the producer in order (each to :meth:`route`, keyed per :meth:`_key_for`)."""
+        routed = []
         for message in batch:
             topic = self.route(message)
-            if topic == self._registry_topic(message):
-                registry_routed.append(message)
-            else:
-                explicit.append((topic, message))
-        if registry_routed:
-            # One batch: the records share producer batches and all acknowledgements are awaited together.
-            await self.bus.publish(registry_routed)
-        for topic, message in explicit:
-            # Sequential on purpose: awaiting each acknowledgement keeps per-topic order on explicit routes.
-            await self.bus.publish_to(topic, message, key=self._key_for(topic, message))
-        self._events_out += len(batch)
+            routed.append((topic, message, self._key_for(topic, message)))
+        acks = await self.bus.enqueue_routed(routed)
+        acks.add_done_callback(self._count_acknowledged)
+        return acks
 
-    def _registry_topic(self, message: Message) -> str | None:
-        try:
-            return self.registry.topic_for(message).name
-        except LookupError:
-            return None
+    def _count_acknowledged(self, acks: Acks) -> None:
+        if not acks.cancelled() and acks.exception() is None:
+            self._events_out += len(acks.result())
+
+    def _registry_route(self, message: Message) -> Topic | None:
+        """The registry topic of the message's type (None: not in the registry); resolved once per type."""
+        kind = type(message)
+        if kind not in self._type_routes:
+            try:
+                self._type_routes[kind] = self.registry.topic_for(message)
+            except LookupError:
+                self._type_routes[kind] = None
+        return self._type_routes[kind]
 
     def _key_for(self, topic: str, message: Message) -> str | None:
         """The key declared for ``topic``, else the key of the message type's registry topic, else none."""
-        with contextlib.suppress(KeyError):
-            return self.registry.get(topic).key_of(message)
-        with contextlib.suppress(LookupError):
-            return self.registry.topic_for(message).key_of(message)
-        return None
+        if topic not in self._topic_specs:
+            try:
+                self._topic_specs[topic] = self.registry.get(topic)
+            except KeyError:
+                self._topic_specs[topic] = None
+        spec = self._topic_specs[topic] or self._registry_route(message)
+        return None if spec is None else spec.key_of(message)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -248,7 +279,11 @@ class Service:
             events_in=self._events_in,
             events_out=self._events_out,
             consumer_lag=self._consumer.lag if self._consumer is not None else 0,
-            details={"phase": self._phase.value, "http_port": self._http.port if self._phase is Phase.RUNNING else 0},
+            details={
+                **self.heartbeat_details(),
+                "phase": self._phase.value,
+                "http_port": self._http.port if self._phase is Phase.RUNNING else 0,
+            },
         )
 
     async def _send_heartbeat(self, heartbeat: HeartbeatEmitted) -> None:
@@ -266,7 +301,10 @@ class Service:
         }
         with telemetry.consumer_span(self.name, delivery.topic, delivery.headers, attributes=attributes):
             outputs = await self.handle(message, delivery)
-            await self.publish(outputs)
+            if outputs:
+                acks = await self._enqueue(list(outputs))
+                if not defer_acks(acks):  # called outside a consumer loop: nothing to pipeline with
+                    await acks
         self._events_in += 1
 
     async def start(self) -> None:
@@ -295,7 +333,9 @@ class Service:
     async def _start_consuming(self) -> None:
         if self._applied is None:
             self._applied = AppliedIds.from_url(self.group_id, self.settings.redis_url)
-        consumer = ConsumerLoop(self.bus, self.group_id, self.subscriptions, self._on_delivery, applied=self._applied)
+        consumer = ConsumerLoop(
+            self.bus, self.group_id, self.subscriptions, self._on_delivery, applied=self._applied, concurrency=self.concurrency
+        )
         self._consumer = consumer
         await consumer.start()
         # Shielded: cancelling this watcher on drain must not cancel the loop's handler mid-message.
@@ -392,11 +432,6 @@ class Service:
             self.log.exception("closing %s failed", what)
 
 
-def _log_level() -> str:
-    level = os.environ.get("ATA_LOG_LEVEL", "INFO").upper()
-    return level if level in logging.getLevelNamesMapping() else "INFO"
-
-
 async def _serve(service: Service) -> int:
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
@@ -430,15 +465,16 @@ def run_service(cls: type[Service]) -> NoReturn:
     """Run ``cls`` until SIGTERM/SIGINT and exit: 0 after a clean drain, 1 if it failed, 2 on bad configuration.
 
     What ``python -m ata.<name>`` calls. Settings come from the environment (:meth:`Service.from_env`);
-    logs go to stderr as JSON lines at ``ATA_LOG_LEVEL`` (default INFO).
+    logs go to stderr as JSON lines at ``RuntimeSettings.log_level`` (``ATA_LOG_LEVEL``, default INFO).
     """
     try:
         service = cls.from_env()
     except ConfigError as exc:
-        telemetry.configure_logging(cls.name, f"{cls.name}-{os.getpid()}", _log_level())
+        # The settings (log level included) are what failed: report at the default level.
+        telemetry.configure_logging(cls.name, f"{cls.name}-{os.getpid()}", DEFAULT_LOG_LEVEL)
         log.error("configuration refused: %s", exc, extra={"problems": exc.problems})
         sys.exit(2)
-    telemetry.configure_logging(cls.name, service.instance, _log_level())
+    telemetry.configure_logging(cls.name, service.instance, service.settings.log_level)
     try:
         code = asyncio.run(_serve(service))
     except Exception:
