@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY as METRICS
 from redis.asyncio import Redis
 
 from ata.events import RegimeLabel, Verdict
+from ata.oversight.budget import BudgetExhaustedError, CallBudget
 from ata.oversight.config import OversightSettings
 from ata.oversight.core import OversightEngine, ReviewRequest, data_block
 from ata.oversight.reviewer import Reviewer, breaker_policy, build_reviewer
@@ -177,6 +178,10 @@ async def test_a_slow_answer_within_the_timeout_is_used(redis_url: str) -> None:
 async def test_budget_exhaustion_falls_back(redis_url: str, limits: dict[str, int], window: str) -> None:
     refusals = metric("ata_oversight_budget_refusals_total", {"window": window})
     async with pipeline(redis_url, always(Reply(verdict_json("reject"))), cache_ttl_s=0, **limits) as (reviewer, server, engine):
+        assert reviewer.budget is not None
+        settings = reviewer.settings  # a frozen clock: the calls cannot straddle a window boundary
+        reviewer.budget = CallBudget(reviewer.budget._redis, settings.redis_prefix, settings.calls_per_minute,
+                                     settings.calls_per_day, clock=lambda: 1_700_000_030.0)
         outcomes = [await reviewer.review(one(engine, weight=0.5, key=i)) for i in range(3)]
     assert len(server.requests) == 2
     assert [o.failure for o in outcomes] == ["", "", "budget"]
@@ -266,3 +271,21 @@ async def test_injected_text_stays_quoted_and_an_obedient_model_cannot_enlarge(r
     assert lines.count("END_UNTRUSTED_DATA") == 1 and lines.count("BEGIN_UNTRUSTED_DATA") == 1  # no forged delimiter line
     assert event.verdict is Verdict.UNREVIEWED and event.max_target_weight is None
 
+
+
+async def test_budget_windows_roll_over(redis_url: str) -> None:
+    now = [1_700_000_000.0]  # a minute boundary (divisible by 60), mid-day
+    redis: Redis = Redis.from_url(redis_url)
+    budget = CallBudget(redis, f"ata:oversight:test:{uuid.uuid4().hex}", per_minute=1, per_day=2, clock=lambda: now[0])
+    try:
+        await budget.take()
+        with pytest.raises(BudgetExhaustedError) as minute:
+            await budget.take()
+        now[0] += 60
+        await budget.take()
+        now[0] += 60
+        with pytest.raises(BudgetExhaustedError) as day:
+            await budget.take()
+    finally:
+        await redis.aclose()
+    assert (minute.value.window, day.value.window) == ("minute", "day")

@@ -34,7 +34,8 @@ class BudgetExhaustedError(RuntimeError):
 
 
 class CallBudget:
-    def __init__(self, redis: Redis, prefix: str, per_minute: int, per_day: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, redis: Redis[bytes], prefix: str, per_minute: int, per_day: int,
+                 clock: Callable[[], float] = time.time) -> None:
         self._redis = redis
         self._prefix = prefix
         self.per_minute = per_minute
@@ -46,7 +47,7 @@ class CallBudget:
         now = self._clock()
         keys = [f"{self._prefix}:budget:minute:{int(now // 60)}", f"{self._prefix}:budget:day:{int(now // 86_400)}"]
         try:
-            result = await self._redis.eval(_TAKE, 2, *keys, self.per_minute, self.per_day)  # type: ignore[misc]
+            result = await self._redis.eval(_TAKE, 2, *keys, self.per_minute, self.per_day)  # type: ignore[no-untyped-call]
         except RedisError as exc:
             raise BudgetExhaustedError("unavailable") from exc
         if result == 1:

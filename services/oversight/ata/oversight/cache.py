@@ -16,7 +16,7 @@ from ata.oversight.providers import Completion
 
 
 class PromptCache:
-    def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
+    def __init__(self, redis: Redis[bytes], prefix: str, ttl_s: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self.ttl_s = ttl_s

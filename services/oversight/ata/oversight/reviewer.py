@@ -183,7 +183,7 @@ def breaker_policy(settings: OversightSettings) -> BreakerPolicy:
                          critical=Threshold(consecutive_failures=failures), open_cooldown_s=settings.breaker_cooldown_s)
 
 
-def build_reviewer(settings: OversightSettings, redis: Redis | None, breaker: CircuitBreaker, *,
+def build_reviewer(settings: OversightSettings, redis: Redis[bytes] | None, breaker: CircuitBreaker, *,
                    provider: Provider | None = None) -> Reviewer:
     """The reviewer the settings describe; ``redis`` backs the cache and the budgets (None: neither)."""
     cache = budget = None

@@ -57,7 +57,7 @@ class OversightService(Service):
         self.oversight_settings = oversight_settings
         self.engine = OversightEngine(oversight_settings, source=self.source)
         self._provider = provider
-        self._redis: Redis | None = None
+        self._redis: Redis[bytes] | None = None
         self.reviewer: Reviewer | None = None
 
     @classmethod
@@ -92,7 +92,7 @@ class OversightService(Service):
         if self.reviewer is not None:
             await self.reviewer.provider.aclose()
         if self._redis is not None:
-            await self._redis.aclose()
+            await self._redis.aclose()  # type: ignore[attr-defined]  # redis>=5; the stubs predate it
 
     async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
         reviewer = self.reviewer

@@ -154,7 +154,7 @@ class ScriptedLLMServer:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         server = site._server
-        assert server is not None and server.sockets  # aiohttp exposes the bound port only here
+        assert isinstance(server, asyncio.Server) and server.sockets  # aiohttp exposes the bound port only here
         self._port = int(server.sockets[0].getsockname()[1])
         return self
 
@@ -174,33 +174,25 @@ class ScriptedLLMServer:
             await asyncio.sleep(action.delay_s)
         return action, body
 
-    @staticmethod
-    def _failure(action: Action) -> web.Response | None:
+    async def _answer(self, request: web.Request, render: Callable[[str, str, tuple[int, int]], dict[str, Any]]) -> web.Response:
+        """Play the scripted action; ``render(model, text, (prompt_tokens, completion_tokens))`` shapes a success."""
+        action, body = await self._act(request)
         if isinstance(action, Reply) and action.status != 200:
             return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}}, status=action.status)
-        return None
+        usage = (action.prompt_tokens, action.completion_tokens) if isinstance(action, Reply) else (0, 0)
+        return web.json_response(render(str(body.get("model", "")), action.text, usage))
 
     async def _openai(self, request: web.Request) -> web.Response:
-        action, body = await self._act(request)
-        failed = self._failure(action)
-        if failed is not None:
-            return failed
-        usage = (action.prompt_tokens, action.completion_tokens) if isinstance(action, Reply) else (0, 0)
-        return web.json_response({
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "model": body.get("model", ""),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": action.text}, "finish_reason": "stop"}],
+        return await self._answer(request, lambda model, text, usage: {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
         })
 
     async def _anthropic(self, request: web.Request) -> web.Response:
-        action, body = await self._act(request)
-        failed = self._failure(action)
-        if failed is not None:
-            return failed
-        usage = (action.prompt_tokens, action.completion_tokens) if isinstance(action, Reply) else (0, 0)
-        return web.json_response({
-            "id": f"msg_{uuid.uuid4().hex[:12]}", "type": "message", "role": "assistant", "model": body.get("model", ""),
-            "content": [{"type": "text", "text": action.text}], "stop_reason": "end_turn", "stop_sequence": None,
+        return await self._answer(request, lambda model, text, usage: {
+            "id": f"msg_{uuid.uuid4().hex[:12]}", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
             "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
         })
 

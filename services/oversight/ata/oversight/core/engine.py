@@ -129,6 +129,7 @@ class OversightEngine:
     def reviewed(self, request: ReviewRequest, outcome: ReviewOutcome, *, ts_init: int | None = None) -> OversightReviewed:
         """The audit event of one review: the verdict and everything that led to it."""
         answer = outcome.answer
+        flags: tuple[str, ...]
         if answer is None:
             verdict, rationale, confidence, flags, cap = (
                 Verdict.UNREVIEWED, f"unreviewed: {outcome.failure} {outcome.detail}".strip(), 0.0, (), None)
