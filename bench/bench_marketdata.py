@@ -30,7 +30,7 @@ from ata.runtime.config import RuntimeSettings
 from ata.runtime.heartbeat import HEARTBEAT_TOPIC
 from ata.runtime.kafka import provision_topics
 from bench.bench_bus import broker
-from bench.runner import Context, Metric, benchmark
+from bench.runner import Context, Metric, benchmark, timeit
 
 TIMEOUT_S = 300.0
 OUTPUT_TOPICS = ("market.bars.v1", "market.quotes.v1", "market.anomalies.v1", "market.ground_truth.v1", HEARTBEAT_TOPIC)
@@ -90,6 +90,8 @@ def bench_replay(ctx: Context) -> list[Metric]:
         with broker() as bootstrap:
             elapsed, published = asyncio.run(replay_into_broker(bootstrap, path))
     ctx.record("rows", rows)
+    # A fixed pure-Python loop, so a reader can tell a slow or contended machine from a slow service.
+    ctx.record("python_reference_us", timeit(lambda: sum(range(1000)), repeat=200).best * 1e6)
     ctx.record("published_bars", published)
     ctx.record("core_outputs", clean)
     if published != rows:
