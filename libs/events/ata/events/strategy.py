@@ -1,4 +1,4 @@
-"""Strategy events: per-strategy signals and per-symbol target proposals."""
+"""Strategy events: per-strategy signals, per-symbol target proposals, allocation fallbacks."""
 
 from __future__ import annotations
 
@@ -35,3 +35,15 @@ class TargetProposed(Event):
     method: str = Field(min_length=1, max_length=64)
     regime: str = Field(default="", max_length=64)
     contributions: tuple[ContributingSignal, ...] = ()
+
+
+class AllocationFallbackEngaged(Event):
+    """A portfolio component (an optimiser, an RL policy) failed or produced invalid output,
+    so the documented simple allocation (``fallback_method``) decided instead."""
+
+    component: str = Field(min_length=1, max_length=128)
+    reason: str = Field(min_length=1, max_length=64)
+    detail: str = Field(max_length=1000)
+    fallback_method: str = Field(min_length=1, max_length=64)
+    regime: str = Field(default="", max_length=64)
+    symbols: tuple[Symbol, ...] = ()
