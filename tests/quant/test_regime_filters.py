@@ -82,6 +82,12 @@ def test_filter_survives_observations_far_in_the_tails() -> None:
     assert probs[1] == pytest.approx(1.0) and math.isclose(sum(probs), 1.0)
 
 
+def test_statsmodels_parameter_vector_round_trips(markov_fit: tuple[int, Any]) -> None:
+    k, result = markov_fit
+    params = MarkovSwitchingParams.from_statsmodels(result.params, k)
+    np.testing.assert_allclose(params.to_statsmodels(), result.params, atol=1e-15)
+
+
 def test_from_statsmodels_rejects_wrong_length() -> None:
     with pytest.raises(ValueError, match="expected 6 parameters"):
         MarkovSwitchingParams.from_statsmodels([0.9, 0.1, 0.0], 2)

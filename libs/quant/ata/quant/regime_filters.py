@@ -106,6 +106,12 @@ class MarkovSwitchingParams:
             transition=transition,
         )
 
+    def to_statsmodels(self) -> list[float]:
+        """The parameter vector :meth:`from_statsmodels` reads (e.g. as ``start_params`` of a refit)."""
+        k = self.k
+        left_rows = [self.transition[j][i] for i in range(k - 1) for j in range(k)]
+        return [*left_rows, *self.means, *self.variances]
+
     def sorted_by_variance(self) -> MarkovSwitchingParams:
         """The same model with regimes relabelled so that regime 0 has the lowest variance.
 

@@ -1,0 +1,517 @@
+"""Online regime detection per symbol and for ``_market``: factors, filters, labels, confirmation.
+
+Per bar and key the detector advances O(1) streaming factors and the frozen-parameter
+filters of :mod:`ata.quant.regime_filters`, applies the label rule of
+:mod:`ata.regime.core.labels` and the confirmation, and returns a :class:`RegimeState`.
+Nothing here reads a clock or does I/O; outputs at bar t depend on bars up to t only.
+
+Models are (re)fitted off the hot path: :meth:`RegimeDetector.needs_refit` hands out
+:class:`~ata.regime.core.refit.RefitRequest` s (data up to the requesting bar),
+:meth:`RegimeDetector.apply_refit` installs a result whenever it arrives and catches the
+filters up over the returns seen since the request. Until a key's first 2-state fit is
+applied it is *warming up* and emits no state.
+
+``_market`` is the equal-weighted mean of the symbols' log returns at a timestamp. A
+timestamp's cross-section is complete when every symbol seen so far has reported it,
+or when a bar with a later timestamp arrives (a symbol that reports after that is left
+out of that timestamp's market return).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ata.events.regime import RegimeLabel
+from ata.events.values import MARKET_KEY
+from ata.quant.indicators import Ema, RollingStd, Sma, ZScore
+from ata.quant.regime_filters import Garch11Filter, HamiltonFilter, RollingRank, expected_durations
+from ata.regime.core.labels import Confirmation, LabelRule, is_volatile
+from ata.regime.core.refit import RefitRequest, RefitResult
+
+_NS_PER_DAY = 86_400 * 10**9
+#: Annualisation used only to seed the EWMA variance before GARCH is fitted.
+_EWMA_ALPHA = 0.06
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorParams:
+    """Tuning of the detector; windows and lookbacks count bars of the input timeframe."""
+
+    momentum_lookbacks: tuple[int, ...] = (20, 60, 120)
+    trend_window: int = 60
+    rv_window: int = 20
+    rv_history_bars: int = 1000
+    volume_window: int = 60
+    amihud_window: int = 60
+    correlation_window: int = 60
+    correlation_history_bars: int = 1000
+    fit_window_bars: int = 1000
+    min_fit_bars: int = 250
+    refit_every_bars: int = 250
+    em_iterations: int = 30
+    three_state_keys: Literal["none", "market", "all"] = "market"
+    crisis_rv_percentile: float = 0.9
+    trend_threshold: float = 0.5
+    trend_softness: float = 0.25
+    hysteresis_bars: int = 5
+    probability_margin: float = 0.1
+    min_bucket_bars: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.momentum_lookbacks or min(self.momentum_lookbacks) < 1:
+            raise ValueError("momentum_lookbacks must be positive")
+        if self.min_fit_bars < 50 or self.min_fit_bars > self.fit_window_bars:
+            raise ValueError("need 50 <= min_fit_bars <= fit_window_bars")
+        if self.refit_every_bars < 1 or self.hysteresis_bars < 1:
+            raise ValueError("refit_every_bars and hysteresis_bars must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class RegimeState:
+    """The detector's output for one key and bar."""
+
+    key: str
+    ts_event: int
+    label: RegimeLabel
+    confirmed_label: RegimeLabel
+    previous_label: RegimeLabel | None
+    changed: bool
+    probabilities: dict[RegimeLabel, float]
+    confidence: float
+    factors: dict[str, float]
+    transition_matrix: tuple[tuple[float, ...], ...]
+
+
+def bucket_ns(timeframe: str) -> int:
+    """Higher-timeframe bucket for confirmation: a day for intraday bars, a week for daily, 28 days above."""
+    unit = timeframe[-1]
+    if unit in "smh":
+        return _NS_PER_DAY
+    if unit == "d":
+        return 7 * _NS_PER_DAY
+    return 28 * _NS_PER_DAY
+
+
+def _bucket_of(ts: int, size: int) -> int:
+    # +3 days aligns week buckets to Mondays (1970-01-01 was a Thursday); harmless for days.
+    return (ts + (3 * _NS_PER_DAY if size == 7 * _NS_PER_DAY else 0)) // size
+
+
+@dataclass(slots=True)
+class _Track:
+    """State of one key (a symbol or ``_market``)."""
+
+    key: str
+    three_state: bool
+    params: DetectorParams
+    bucket_size: int = _NS_PER_DAY
+    last_close: float = math.nan
+    n_returns: int = 0
+    returns: deque[float] = field(default_factory=deque)
+    closes: deque[float] = field(default_factory=deque)
+    ewma_var: Ema = field(default_factory=lambda: Ema(alpha=_EWMA_ALPHA))
+    garch: Garch11Filter | None = None
+    ms2: HamiltonFilter | None = None
+    ms3: HamiltonFilter | None = None
+    rv: RollingStd = field(init=False)
+    rv_rank: RollingRank = field(init=False)
+    drift: Sma = field(init=False)
+    abs_move: Sma = field(init=False)
+    volume_z: ZScore = field(init=False)
+    amihud: Sma = field(init=False)
+    bucket: int = -1
+    bucket_sum_sq: float = 0.0
+    bucket_n: int = 0
+    prev_bucket_sum_sq: float = 0.0
+    prev_bucket_n: int = 0
+    confirmation: Confirmation = field(default_factory=Confirmation)
+    last_refit_bar: int = -1
+    refit_in_flight: bool = False
+
+    def __post_init__(self) -> None:
+        p = self.params
+        self.returns = deque(maxlen=p.fit_window_bars)
+        self.closes = deque(maxlen=max(p.momentum_lookbacks) + 1)
+        self.rv = RollingStd(p.rv_window)
+        self.rv_rank = RollingRank(p.rv_history_bars)
+        self.drift = Sma(p.trend_window)
+        self.abs_move = Sma(p.trend_window)
+        self.volume_z = ZScore(p.volume_window)
+        self.amihud = Sma(p.amihud_window)
+
+    # -- per-bar -----------------------------------------------------------------------
+    def absorb(self, ts: int, close: float, dollar_volume: float, factors: dict[str, float]) -> float | None:
+        """Advance every factor with a bar; return the log return in percent (``None`` for a first bar)."""
+        prev = self.last_close
+        self.last_close = close
+        self.closes.append(close)
+        if dollar_volume > 0.0:
+            self.volume_z.update(math.log(dollar_volume))
+            vz = self.volume_z.value
+            if not math.isnan(vz):
+                factors["volume_z"] = vz
+        if math.isnan(prev):
+            return None
+        r = 100.0 * math.log(close / prev)
+        self.n_returns += 1
+        self.returns.append(r)
+        self._absorb_bucket(ts, r)
+        if self.garch is not None:
+            # GARCH variance of this bar, taken before the recursion absorbs it.
+            factors["garch_vol_pct"] = math.sqrt(self.garch.variance)
+            self.garch.step(r)
+        self.ewma_var.update(r * r)
+        rv = self.rv.update(r)
+        if not math.isnan(rv):
+            factors["realized_vol_pct"] = rv
+            factors["realized_vol_percentile"] = self.rv_rank.rank(rv)
+            self.rv_rank.push(rv)
+        drift = self.drift.update(r)
+        moved = self.abs_move.update(abs(r))
+        if moved > 0.0:
+            factors["trend_strength"] = abs(drift) / moved
+        if dollar_volume > 0.0:
+            amihud = self.amihud.update(abs(r) / dollar_volume * 1e6)
+            if not math.isnan(amihud):
+                factors["amihud_illiquidity"] = amihud
+        sigma = self.vol_per_bar()
+        scores = []
+        closes = self.closes
+        for n in self.params.momentum_lookbacks:
+            if len(closes) > n:
+                mom = 100.0 * math.log(close / closes[-1 - n])
+                factors[f"momentum_{n}"] = mom
+                if sigma > 0.0:
+                    scores.append(mom / (sigma * math.sqrt(n)))
+        factors["trend_score"] = sum(scores) / len(scores) if scores else 0.0
+        return r
+
+    def vol_per_bar(self) -> float:
+        """Conditional volatility (percent per bar) used to scale momentum: GARCH once fitted, EWMA before."""
+        if self.garch is not None:
+            return math.sqrt(self.garch.variance)
+        v = self.ewma_var.value
+        return math.sqrt(v) if v > 0.0 else 0.0
+
+    def _absorb_bucket(self, ts: int, r: float) -> None:
+        b = _bucket_of(ts, self.bucket_size)
+        if b != self.bucket:
+            self.prev_bucket_sum_sq, self.prev_bucket_n = self.bucket_sum_sq, self.bucket_n
+            self.bucket, self.bucket_sum_sq, self.bucket_n = b, 0.0, 0
+        self.bucket_sum_sq += r * r
+        self.bucket_n += 1
+
+    def higher_timeframe_variance(self, min_bucket_bars: int) -> float:
+        if self.bucket_n >= min_bucket_bars or self.prev_bucket_n == 0:
+            return self.bucket_sum_sq / max(self.bucket_n, 1)
+        return (self.bucket_sum_sq + self.prev_bucket_sum_sq) / (self.bucket_n + self.prev_bucket_n)
+
+    # -- refits ------------------------------------------------------------------------
+    def refit_due(self) -> bool:
+        p = self.params
+        if self.refit_in_flight or self.n_returns < p.min_fit_bars:
+            return False
+        return self.last_refit_bar < 0 or self.n_returns - self.last_refit_bar >= p.refit_every_bars
+
+    def apply(self, result: RefitResult) -> None:
+        self.refit_in_flight = False
+        self.last_refit_bar = result.request_bar
+        missed = self.n_returns - result.request_bar
+        if missed < 0 or missed > len(self.returns):
+            return  # the request came from another run of this key (e.g. before a restore)
+        catch_up = list(self.returns)[len(self.returns) - missed :] if missed else []
+        if result.garch is not None and result.garch_variance is not None:
+            self.garch = Garch11Filter(result.garch, result.garch_variance)
+            for r in catch_up:
+                self.garch.step(r)
+        for k, fitted in result.markov.items():
+            filt = HamiltonFilter(fitted.params, fitted.probabilities)
+            for r in catch_up:
+                filt.step(r)
+            if k == 2:
+                self.ms2 = filt
+            elif k == 3 and self.three_state:
+                self.ms3 = filt
+
+    # -- persistence -------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "three_state": self.three_state,
+            "bucket_size": self.bucket_size,
+            "last_close": None if math.isnan(self.last_close) else self.last_close,
+            "n_returns": self.n_returns,
+            "returns": list(self.returns),
+            "closes": list(self.closes),
+            "ewma_var": self.ewma_var.snapshot(),
+            "garch": None if self.garch is None else self.garch.snapshot(),
+            "ms2": None if self.ms2 is None else self.ms2.snapshot(),
+            "ms3": None if self.ms3 is None else self.ms3.snapshot(),
+            "rv": self.rv.snapshot(),
+            "rv_rank": self.rv_rank.snapshot(),
+            "drift": self.drift.snapshot(),
+            "abs_move": self.abs_move.snapshot(),
+            "volume_z": self.volume_z.snapshot(),
+            "amihud": self.amihud.snapshot(),
+            "bucket": [self.bucket, self.bucket_sum_sq, self.bucket_n, self.prev_bucket_sum_sq, self.prev_bucket_n],
+            "confirmation": self.confirmation.snapshot(),
+            "last_refit_bar": self.last_refit_bar,
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], params: DetectorParams) -> _Track:
+        track = cls(
+            key=state["key"], three_state=bool(state["three_state"]), params=params, bucket_size=int(state["bucket_size"])
+        )
+        track.last_close = math.nan if state["last_close"] is None else float(state["last_close"])
+        track.n_returns = int(state["n_returns"])
+        track.returns.extend(state["returns"])
+        track.closes.extend(state["closes"])
+        track.ewma_var = Ema.restore(state["ewma_var"])
+        track.garch = None if state["garch"] is None else Garch11Filter.restore(state["garch"])
+        track.ms2 = None if state["ms2"] is None else HamiltonFilter.restore(state["ms2"])
+        track.ms3 = None if state["ms3"] is None else HamiltonFilter.restore(state["ms3"])
+        track.rv = RollingStd.restore(state["rv"])
+        track.rv_rank = RollingRank.restore(state["rv_rank"])
+        track.drift = Sma.restore(state["drift"])
+        track.abs_move = Sma.restore(state["abs_move"])
+        track.volume_z = ZScore.restore(state["volume_z"])
+        track.amihud = Sma.restore(state["amihud"])
+        b = state["bucket"]
+        track.bucket, track.bucket_sum_sq, track.bucket_n = int(b[0]), float(b[1]), int(b[2])
+        track.prev_bucket_sum_sq, track.prev_bucket_n = float(b[3]), int(b[4])
+        track.confirmation = Confirmation.restore(state["confirmation"])
+        track.last_refit_bar = int(state["last_refit_bar"])
+        return track
+
+
+class _CrossSection:
+    """Collects one timestamp's symbol returns for ``_market`` and keeps the average pairwise correlation."""
+
+    def __init__(self, params: DetectorParams) -> None:
+        self.params = params
+        self.ts = -1
+        self.returns: dict[str, float] = {}
+        self.dollar_volume = 0.0
+        self.level = 1.0
+        self.columns: dict[str, int] = {}
+        self.window: deque[dict[str, float]] = deque(maxlen=params.correlation_window)
+        self.corr_rank = RollingRank(params.correlation_history_bars)
+
+    def average_correlation(self) -> float:
+        """Mean pairwise correlation over the window, among symbols present in every row (NaN if < 2)."""
+        rows = self.window
+        if len(rows) < self.params.correlation_window:
+            return math.nan
+        names = sorted(set.intersection(*(set(r) for r in rows)))
+        n = len(names)
+        if n < 2:
+            return math.nan
+        m = np.array([[row[s] for s in names] for row in rows], dtype=np.float64)
+        m -= m.mean(axis=0)
+        sd = np.sqrt((m * m).sum(axis=0))
+        live = sd > 0.0
+        n = int(live.sum())
+        if n < 2:
+            return math.nan
+        z = m[:, live] / sd[live]
+        total = float((z.sum(axis=1) ** 2).sum())  # = sum of all pairwise correlations, diagonal included
+        return (total - n) / (n * (n - 1))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts,
+            "returns": dict(self.returns),
+            "dollar_volume": self.dollar_volume,
+            "level": self.level,
+            "window": [dict(r) for r in self.window],
+            "corr_rank": self.corr_rank.snapshot(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.ts = int(state["ts"])
+        self.returns = {str(k): float(v) for k, v in state["returns"].items()}
+        self.dollar_volume = float(state["dollar_volume"])
+        self.level = float(state["level"])
+        self.window.clear()
+        self.window.extend({str(k): float(v) for k, v in r.items()} for r in state["window"])
+        self.corr_rank = RollingRank.restore(state["corr_rank"])
+
+
+class RegimeDetector:
+    """Regime detection for a universe of symbols plus ``_market`` (see the module docstring)."""
+
+    def __init__(self, params: DetectorParams | None = None) -> None:
+        self.params = params or DetectorParams()
+        self.rule = LabelRule(self.params.trend_threshold, self.params.trend_softness)
+        self._tracks: dict[str, _Track] = {}
+        self._symbols: set[str] = set()
+        self._cross = _CrossSection(self.params)
+
+    # -- hot path ----------------------------------------------------------------------
+    def update(self, symbol: str, ts_event: int, close: float, volume: float, timeframe: str = "1d") -> list[RegimeState]:
+        """Absorb one bar; return the states it produces: the symbol's, then ``_market``'s if completed.
+
+        A ``_market`` state may belong to an earlier timestamp (the cross-section that this
+        bar proved complete); its ``ts_event`` says which.
+        """
+        out: list[RegimeState] = []
+        cross = self._cross
+        if cross.ts >= 0 and ts_event > cross.ts:
+            market = self._close_cross_section(timeframe)
+            if market is not None:
+                out.append(market)
+        track = self._track(symbol, timeframe)
+        prev_close = track.last_close
+        state = self._step(track, ts_event, close, close * volume)
+        if state is not None:
+            out.insert(0, state)
+        self._symbols.add(symbol)
+        if ts_event >= cross.ts and not math.isnan(prev_close):
+            cross.ts = ts_event
+            cross.returns[symbol] = 100.0 * math.log(close / prev_close)
+            cross.dollar_volume += close * volume
+            if len(cross.returns) == len(self._symbols):
+                market = self._close_cross_section(timeframe)
+                if market is not None:
+                    out.append(market)
+        return out
+
+    def _track(self, key: str, timeframe: str) -> _Track:
+        track = self._tracks.get(key)
+        if track is None:
+            mode = self.params.three_state_keys
+            three = mode == "all" or (mode == "market" and key == MARKET_KEY)
+            track = _Track(key=key, three_state=three, params=self.params, bucket_size=bucket_ns(timeframe))
+            self._tracks[key] = track
+        return track
+
+    def _close_cross_section(self, timeframe: str) -> RegimeState | None:
+        cross = self._cross
+        rets = cross.returns
+        if not rets:
+            return None
+        ts = cross.ts
+        mean = sum(rets.values()) / len(rets)
+        cross.level *= math.exp(mean / 100.0)
+        cross.window.append(dict(rets))
+        dollar_volume = cross.dollar_volume
+        cross.returns, cross.dollar_volume, cross.ts = {}, 0.0, -1
+        extra: dict[str, float] = {}
+        corr = cross.average_correlation()
+        if not math.isnan(corr):
+            extra["avg_correlation"] = corr
+            extra["correlation_percentile"] = cross.corr_rank.rank(corr)
+            cross.corr_rank.push(corr)
+        track = self._track(MARKET_KEY, timeframe)
+        if math.isnan(track.last_close):
+            track.last_close = 1.0  # the index starts at 1 before its first return
+        return self._step(track, ts, cross.level, dollar_volume, extra)
+
+    def _step(
+        self, track: _Track, ts: int, close: float, dollar_volume: float, extra: dict[str, float] | None = None
+    ) -> RegimeState | None:
+        factors: dict[str, float] = {} if extra is None else extra
+        r = track.absorb(ts, close, dollar_volume, factors)
+        if r is None or track.ms2 is None:
+            return None
+        p2 = track.ms2.step(r)
+        stress = p2[1]
+        if track.ms3 is not None:
+            extreme = track.ms3.step(r)[2]
+        else:
+            extreme = 1.0 if factors.get("realized_vol_percentile", 0.0) >= self.params.crisis_rv_percentile else 0.0
+        trend = factors["trend_score"]
+        rule = self.rule
+        label = rule.classify(stress, extreme, trend)
+        probs = rule.probabilities(stress, extreme, trend)
+        ms2 = track.ms2.params
+        variances = ms2.variances
+        threshold = math.sqrt(variances[0] * variances[1])
+        htf_volatile = track.higher_timeframe_variance(self.params.min_bucket_bars) > threshold
+        first = track.confirmation.confirmed is None
+        previous = track.confirmation.update(
+            label, probs, htf_volatile, self.params.hysteresis_bars, self.params.probability_margin
+        )
+        confirmed = track.confirmation.confirmed
+        assert confirmed is not None  # set by the first update
+        factors["p_stress"] = stress
+        factors["p_extreme"] = extreme
+        factors["higher_timeframe_volatile"] = 1.0 if htf_volatile else 0.0
+        calm_days, stress_days = expected_durations(ms2.transition)
+        factors["expected_duration_calm_bars"] = calm_days
+        factors["expected_duration_stress_bars"] = stress_days
+        return RegimeState(
+            key=track.key,
+            ts_event=ts,
+            label=label,
+            confirmed_label=confirmed,
+            previous_label=previous,
+            changed=first or previous is not None,
+            probabilities=probs,
+            confidence=probs[label],
+            factors=factors,
+            transition_matrix=ms2.transition,
+        )
+
+    # -- refits ------------------------------------------------------------------------
+    def needs_refit(self) -> list[RefitRequest]:
+        """Refit requests that are due; each key has at most one in flight until :meth:`apply_refit`."""
+        requests = []
+        for key in sorted(self._tracks):
+            track = self._tracks[key]
+            if track.refit_due():
+                track.refit_in_flight = True
+                regimes = (2, 3) if track.three_state else (2,)
+                previous = {f.params.k: f.params for f in (track.ms2, track.ms3) if f is not None}
+                requests.append(
+                    RefitRequest(key, track.n_returns, tuple(track.returns), regimes, previous, self.params.em_iterations)
+                )
+        return requests
+
+    def apply_refit(self, result: RefitResult) -> None:
+        """Install fitted parameters (at any later bar); filters catch up over the returns since the request."""
+        track = self._tracks.get(result.key)
+        if track is not None:
+            track.apply(result)
+
+    def release_refit(self, key: str) -> None:
+        """Forget an in-flight request that will never complete (e.g. its worker died); it is re-issued when due."""
+        track = self._tracks.get(key)
+        if track is not None:
+            track.refit_in_flight = False
+
+    # -- introspection and persistence -------------------------------------------------
+    def keys(self) -> Iterator[str]:
+        return iter(sorted(self._tracks))
+
+    def is_volatile(self, key: str) -> bool | None:
+        track = self._tracks.get(key)
+        if track is None or track.confirmation.confirmed is None:
+            return None
+        return is_volatile(track.confirmation.confirmed)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain-data state (JSON-serialisable); in-flight refits are not part of it and get re-requested."""
+        return {
+            "version": 1,
+            "symbols": sorted(self._symbols),
+            "tracks": {k: t.snapshot() for k, t in sorted(self._tracks.items())},
+            "cross": self._cross.snapshot(),
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], params: DetectorParams | None = None) -> RegimeDetector:
+        if state.get("version") != 1:
+            raise ValueError(f"unsupported regime snapshot version {state.get('version')!r}")
+        det = cls(params)
+        det._symbols = set(state["symbols"])
+        det._tracks = {k: _Track.restore(s, det.params) for k, s in state["tracks"].items()}
+        det._cross.restore(state["cross"])
+        return det

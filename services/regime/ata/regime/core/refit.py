@@ -1,0 +1,139 @@
+"""Parameter estimation for the regime filters: run off the hot path, results applied by the detector.
+
+:func:`run_refit` is pure and deterministic (same request, same result) but slow
+(hundreds of milliseconds to seconds), so the service runs it in an executor and the
+per-bar update never waits for it; backtests and tests may run it inline.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from arch import arch_model
+from statsmodels.tsa.regime_switching.markov_regression import MarkovRegression
+
+from ata.quant.regime_filters import Garch11Filter, Garch11Params, HamiltonFilter, MarkovSwitchingParams
+
+
+@dataclass(frozen=True, slots=True)
+class RefitRequest:
+    """Fit GARCH(1,1) and the Markov-switching models of ``key`` on ``returns``.
+
+    ``returns`` are the key's last log returns in percent, the newest last, and
+    ``request_bar`` is how many returns the key had seen when it asked: the result is
+    caught up from there.
+    """
+
+    key: str
+    request_bar: int
+    returns: tuple[float, ...]
+    markov_regimes: tuple[int, ...] = (2,)
+    previous: dict[int, MarkovSwitchingParams] = field(default_factory=dict)
+    em_iterations: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class FittedMarkov:
+    """A fitted model (regimes sorted by variance) and its filtered probabilities after the last return."""
+
+    params: MarkovSwitchingParams
+    probabilities: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RefitResult:
+    """Outcome of a :class:`RefitRequest`; a model that failed to fit is absent and named in ``errors``."""
+
+    key: str
+    request_bar: int
+    garch: Garch11Params | None = None
+    garch_variance: float | None = None
+    markov: dict[int, FittedMarkov] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+
+
+def fit_garch(returns: np.ndarray) -> tuple[Garch11Params, float]:
+    """GARCH(1,1) by ``arch`` on standardised returns, rescaled back; plus the next-bar variance.
+
+    Standardising keeps the optimiser well conditioned whatever the bar size (one-minute
+    returns in percent are ~0.03). The variance is the recursion run over ``returns``
+    from ``arch``'s backcast, so it equals ``arch``'s in-sample path.
+    """
+    scale = float(np.std(returns)) or 1.0
+    y = returns / scale
+    model = arch_model(y, mean="Constant", vol="GARCH", p=1, q=1, dist="normal", rescale=False)
+    fit = model.fit(disp="off", show_warning=False)
+    mu, omega, alpha, beta = (float(x) for x in fit.params)
+    params = Garch11Params(mu=mu * scale, omega=omega * scale * scale, alpha=alpha, beta=beta)
+    backcast = float(model.volatility.backcast(y - y.mean())) * scale * scale
+    filt = Garch11Filter.from_backcast(params, backcast)
+    for r in returns:
+        filt.step(float(r))
+    return params, filt.variance
+
+
+def fit_markov(
+    returns: np.ndarray, k: int, previous: MarkovSwitchingParams | None = None, em_iterations: int = 30
+) -> FittedMarkov:
+    """statsmodels ``MarkovRegression(k, switching_variance=True)`` on standardised returns, rescaled back.
+
+    Estimation is by EM only (``em_iter`` iterations, no quasi-Newton polish): measured
+    on 20,000 one-minute bars, 30 EM iterations reach the MLE's log-likelihood within
+    0.002 in 5 s where statsmodels' default (EM then BFGS with numerical scores) takes
+    34 s. ``previous`` parameters warm-start the iterations; if statsmodels refuses
+    them, the fit starts cold.
+    """
+    scale = float(np.std(returns)) or 1.0
+    model = MarkovRegression(returns / scale, k_regimes=k, switching_variance=True)
+    start = None
+    if previous is not None and previous.k == k:
+        start = np.asarray(
+            MarkovSwitchingParams(
+                means=tuple(m / scale for m in previous.means),
+                variances=tuple(v / (scale * scale) for v in previous.variances),
+                transition=previous.transition,
+            ).to_statsmodels()
+        )
+    with warnings.catch_warnings():
+        # EM without a final optimiser triggers convergence warnings by design.
+        warnings.simplefilter("ignore")
+        try:
+            fit = model.fit(start_params=start, em_iter=em_iterations, maxiter=0, cov_type="none", disp=False)
+        except Exception:
+            if start is None:
+                raise
+            fit = model.fit(em_iter=em_iterations, maxiter=0, cov_type="none", disp=False)
+    if not math.isfinite(float(fit.llf)):
+        raise ValueError(f"k={k} fit diverged")
+    raw = MarkovSwitchingParams.from_statsmodels(fit.params, k)
+    params = MarkovSwitchingParams(
+        means=tuple(m * scale for m in raw.means),
+        variances=tuple(v * scale * scale for v in raw.variances),
+        transition=raw.transition,
+    ).sorted_by_variance()
+    filt = HamiltonFilter(params)
+    for r in returns:
+        filt.step(float(r))
+    return FittedMarkov(params, filt.probabilities)
+
+
+def run_refit(request: RefitRequest) -> RefitResult:
+    """Fit every model the request names; a model that fails to fit is reported in ``errors``, never raised."""
+    returns = np.asarray(request.returns, dtype=np.float64)
+    errors: list[str] = []
+    garch: Garch11Params | None = None
+    variance: float | None = None
+    try:
+        garch, variance = fit_garch(returns)
+    except Exception as exc:  # any estimation failure keeps the previous parameters
+        errors.append(f"garch: {type(exc).__name__}: {exc}")
+    markov: dict[int, FittedMarkov] = {}
+    for k in request.markov_regimes:
+        try:
+            markov[k] = fit_markov(returns, k, request.previous.get(k), request.em_iterations)
+        except Exception as exc:  # any estimation failure keeps the previous parameters
+            errors.append(f"markov k={k}: {type(exc).__name__}: {exc}")
+    return RefitResult(request.key, request.request_bar, garch, variance, markov, tuple(errors))
