@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from ata.events import REGISTRY, BarClosed, Message, OversightReviewed, SignalGenerated, SubmitOrder, TargetProposed, Verdict
 from ata.execution.brokers.simulated import FeeModel, SimConfig, SimulatedBroker, SimulatedExchange
 from ata.execution.core.engine import BrokerRoute, EngineConfig, ExecutionEngine, MemoryOrderStore
@@ -67,11 +69,22 @@ MINUTE_NS = 60_000_000_000
 T0 = 1_700_000_000_000_000_000
 
 
+#: Risk settings of the paper run: plain sizing so targets become orders within a few bars.
+PAPER_RISK: dict[str, object] = {
+    "symbols": PAPER_SYMBOLS, "position_vol_target_annual": 0.0, "kelly_fraction": 0.0, "regime_scaling_enabled": False,
+    "drawdown_enabled": False, "stress_enabled": False, "max_order_notional": 1_000_000.0,
+    "max_position_notional": 1_000_000.0, "snapshot_interval_ms": 600_000,
+}
+
+
 def paper_risk_settings() -> RiskSettings:
-    """Risk settings for the paper run: plain sizing so targets become orders within a few bars."""
-    return RiskSettings(symbols=PAPER_SYMBOLS, position_vol_target_annual=0.0, kelly_fraction=0.0,
-                        regime_scaling_enabled=False, drawdown_enabled=False, stress_enabled=False,
-                        max_order_notional=1_000_000.0, max_position_notional=1_000_000.0, snapshot_interval_ms=600_000)
+    return RiskSettings(**PAPER_RISK)  # type: ignore[arg-type]
+
+
+def paper_risk_env() -> dict[str, str]:
+    """:data:`PAPER_RISK` as ``ATA_RISK_*`` environment variables (for commands that load settings)."""
+    return {f"ATA_RISK_{k.upper()}": orjson.dumps(v).decode() if isinstance(v, tuple) else str(v).lower()
+            if isinstance(v, bool) else str(v) for k, v in PAPER_RISK.items()}
 
 
 @dataclass
