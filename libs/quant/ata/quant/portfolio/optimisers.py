@@ -42,6 +42,7 @@ from ata.quant.portfolio.qp import QPResult
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
+    "BUILTIN_OPTIMISERS",
     "EqualWeight",
     "HierarchicalRiskParity",
     "InverseVolatility",
@@ -397,6 +398,9 @@ _REGISTRY: dict[str, OptimiserFactory] = {
     cls.name: cls
     for cls in (EqualWeight, InverseVolatility, RiskParity, HierarchicalRiskParity, MinimumVariance, MeanVariance)
 }
+
+#: Names that ship with the library; a plugin cannot take them.
+BUILTIN_OPTIMISERS: tuple[str, ...] = tuple(sorted(_REGISTRY))
 
 
 def register_optimiser(name: str, factory: OptimiserFactory, *, replace: bool = False) -> None:

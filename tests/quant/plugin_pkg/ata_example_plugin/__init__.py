@@ -1,0 +1,1 @@
+"""Example plugin package (test fixture)."""
