@@ -11,10 +11,11 @@ import pytest
 
 from ata.events import REGISTRY, AnomalyKind, BarClosed, DataAnomalyDetected, GroundTruthRegimeObserved, HeartbeatEmitted
 from ata.marketdata.config import MarketDataSettings
-from ata.marketdata.core import IntegrityChecker, SessionCalendar
-from ata.marketdata.service import MarketDataService, Pacer
+from ata.marketdata.core import BadRecord, IntegrityChecker, RawBar, RawQuote, RegimeObservation, SessionCalendar
+from ata.marketdata.service import MarketDataService, Pacer, wire_bytes
 from ata.marketdata.sources import FileReplay
 from ata.marketdata.testing import KEY, MIN, SECRET, T0, WAIT_S, FakeAlpaca, consume, start_fake
+from ata.runtime.codec import decode, encode
 from ata.runtime.config import ConfigError, RuntimeSettings, load_settings
 from ata.runtime.heartbeat import HEARTBEAT_TOPIC
 from ata.runtime.kafka import provision_topics
@@ -173,3 +174,21 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(MarketDataSettings)
     assert settings.replay_paths == (Path("a.csv"), Path("b.parquet"))
     assert settings.integrity().spike_robust_z_threshold == 20.0
+
+
+def test_bulk_wire_bytes_equal_the_codec() -> None:
+    calendar = SessionCalendar.from_exchange("XNYS", "2023-06-01")
+    checker = IntegrityChecker(MarketDataSettings(breaker_open_after_anomalies=1).integrity(), calendar=calendar, source="md/x")
+    items = [
+        RawBar("f", "AAA", "1m", T0, T0 + MIN, 10.0, 10.5, 9.5, 10.2, 100.0, venue="f", location="f.csv:2"),
+        RawBar("f", "AAA", "1m", T0 + 5 * MIN, T0 + 6 * MIN, 10.0, 9.0, 9.5, 10.2, 100.0, location="f.csv:3"),
+        RawQuote("f", "AAA", T0, 9.9, 10.1, 3.0, 4.0),
+        RegimeObservation("synthetic-1", T0 + MIN, "crisis", "stress"),
+        BadRecord("f", "f.csv:9", "close is not a number: 'x'"),
+    ]
+    messages = [m for item in items for m in checker.process(item, ts_init=T0)]
+    assert {type(m).__name__ for m in messages} == {"BarClosed", "DataAnomalyDetected", "DataReliabilityChanged", "QuoteUpdated",
+                                                    "GroundTruthRegimeObserved"}
+    for message in messages:
+        assert wire_bytes(message) == encode(message)
+        assert decode(wire_bytes(message)) == message

@@ -39,8 +39,6 @@ from ata.marketdata.config import MarketDataSettings
 from ata.marketdata.core import (
     IntegrityChecker,
     RawBar,
-    RawQuote,
-    RegimeObservation,
     SessionCalendar,
     SourceItem,
 )
@@ -56,7 +54,6 @@ from ata.marketdata.sources import (
 )
 from ata.quant.synthetic import SyntheticConfig
 from ata.runtime import metrics
-from ata.runtime.codec import encode
 from ata.runtime.config import RuntimeSettings, load_settings
 from ata.runtime.heartbeat import HEARTBEAT_TOPIC, HeartbeatStats
 from ata.runtime.kafka import bulk_producer
@@ -83,12 +80,8 @@ class PublishError(RuntimeError):
 
 
 def event_time(item: SourceItem) -> int | None:
-    """When a record becomes known: a bar at its close, a quote or observation at its time."""
-    if isinstance(item, RawBar):
-        return item.ts_close
-    if isinstance(item, RawQuote | RegimeObservation):
-        return item.ts
-    return item.ts
+    """When a record becomes known: a bar at its close, anything else at its own time (a bad row may have none)."""
+    return item.ts_close if isinstance(item, RawBar) else item.ts
 
 
 class Pacer:
@@ -118,6 +111,16 @@ class Pacer:
         return first_event + int((self._clock() - first_wall) * self.speed * NS_PER_S)
 
 
+def wire_bytes(message: Message) -> bytes:
+    """The codec's wire form (:func:`ata.runtime.codec.encode`), serialised in one step by pydantic-core.
+
+    ``encode`` builds a dict and hands it to orjson; the model's own serializer writes the same
+    bytes without the intermediate dict, at about half the cost, which matters at replay rates.
+    A test asserts byte equality with ``encode`` for every message type this service publishes.
+    """
+    return type(message).__pydantic_serializer__.to_json(message)
+
+
 class BulkPublisher:
     """Confluent producer for historical replay: enqueue without waiting, :meth:`flush` awaits every acknowledgement."""
 
@@ -138,7 +141,7 @@ class BulkPublisher:
         for message in messages:
             topic, key = self._route(message)
             per_topic[topic] += 1
-            value = encode(message)
+            value = wire_bytes(message)
             while True:
                 try:
                     producer.produce(topic, value, key.encode(), on_delivery=self._delivered)

@@ -4,7 +4,7 @@ A :class:`SessionCalendar` is built from an ``exchange_calendars`` calendar (hol
 early closes included); without one (``None``, a 24/7 market such as crypto) the integrity
 checker falls back to plain time arithmetic. It
 numbers the bar *slots* of a timeframe consecutively across sessions, so the number of
-bars missing between two bars is a subtraction, and it says when the bar after a given
+bars missing between two bars is a subtraction of their slots, and it says when the bar after a given
 one is due (its close), which drives stale-feed detection.
 
 Daily bars: one slot per session. A daily bar's ``ts_open`` may be the session open or
@@ -97,11 +97,6 @@ class SessionCalendar:
         if index is None:
             return None
         return self._cumulative(bar_ns)[index] + (ts_open_ns - self._opens_list[index]) // bar_ns
-
-    def missing_between(self, prev_ts_open: int, ts_open: int, timeframe: str) -> int:
-        """Slots strictly between two bars (0 when either lies outside the sessions)."""
-        a, b = self.slot(prev_ts_open, timeframe), self.slot(ts_open, timeframe)
-        return 0 if a is None or b is None else max(0, b - a - 1)
 
     def next_due_ns(self, ts_open: int, timeframe: str) -> int | None:
         """Close time of the slot after the bar opening at ``ts_open``: when the next bar is due."""

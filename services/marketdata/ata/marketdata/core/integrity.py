@@ -148,6 +148,7 @@ class DataBreaker:
 class _SymbolState:
     breaker: DataBreaker
     last_ts_open: int | None = None
+    last_slot: int | None = None
     last_clean_close: float | None = None
     returns: deque[float] = field(default_factory=deque)
     sorted_returns: list[float] = field(default_factory=list)
@@ -166,6 +167,7 @@ class _SymbolState:
         return {
             "breaker": self.breaker.snapshot(),
             "last_ts_open": self.last_ts_open,
+            "last_slot": self.last_slot,
             "last_clean_close": self.last_clean_close,
             "returns": list(self.returns),
             "consecutive_spikes": self.consecutive_spikes,
@@ -187,6 +189,7 @@ class _SymbolState:
         return cls(
             breaker=breaker,
             last_ts_open=data["last_ts_open"],
+            last_slot=data["last_slot"],
             last_clean_close=data["last_clean_close"],
             returns=deque(returns),
             sorted_returns=sorted(returns),
@@ -329,17 +332,18 @@ class IntegrityChecker:
             else:
                 report(AnomalyKind.OUT_OF_ORDER, Severity.WARNING, True, {"ts_open": raw.ts_open, "last_ts_open": last})
             return False
-        if last is not None and self.config.detect_gaps:
-            missing = self._missing(last, raw)
-            if missing > 0:
-                report(AnomalyKind.GAP, Severity.WARNING, False,
-                       {"missing_bars": missing, "previous_ts_open": last, "ts_open": raw.ts_open})
-        return True
-
-    def _missing(self, last: int, raw: RawBar) -> int:
         if self.calendar is not None:
-            return self.calendar.missing_between(last, raw.ts_open, raw.timeframe)
-        return max(0, (raw.ts_open - last) // timeframe_ns(raw.timeframe) - 1)
+            slot = self.calendar.slot(raw.ts_open, raw.timeframe)
+            missing = 0 if slot is None or state.last_slot is None else slot - state.last_slot - 1
+            state.last_slot = slot
+        elif last is not None:
+            missing = (raw.ts_open - last) // timeframe_ns(raw.timeframe) - 1
+        else:
+            missing = 0
+        if self.config.detect_gaps and missing > 0:
+            evidence: Evidence = {"missing_bars": missing, "previous_ts_open": last, "ts_open": raw.ts_open}
+            report(AnomalyKind.GAP, Severity.WARNING, False, evidence)
+        return True
 
     @staticmethod
     def _check_values(raw: RawBar, report: Report) -> None:
