@@ -16,7 +16,7 @@ from ata.strategy.core.meta import MetaConfig, Method
 from ata.strategy.core.policy import NumpyPolicy
 from ata.strategy.data import load_bars
 from ata.strategy.plots import plot_equity
-from ata.strategy.policy_file import load_policy
+from ata.strategy.policy_file import load_policy, save_policy
 from ata.strategy.registry import available_strategies
 
 app = typer.Typer(name="strategy", help="Strategy library, meta-strategy evaluation, optimisation, RL training.",
@@ -75,3 +75,33 @@ def evaluate(
     plot_equity(plot, {n: research.equity_curve(r)[1:] for n, r in oos.items()}, times,
                 title=f"{dataset}: walk-forward out-of-sample equity")
     console.print(f"equity curves written to {plot}")
+
+
+@app.command("train-rl")
+def train_rl(
+    dataset: Dataset = "sp500",
+    algorithm: Annotated[list[str], typer.Option("--algorithm", help="ppo and/or dqn")] = ["ppo", "dqn"],  # noqa: B006
+    timesteps: Annotated[int, typer.Option(help="environment steps per algorithm")] = 20_000,
+    seed: int = 0,
+    out_dir: Annotated[Path, typer.Option(help="where the SB3 zips and numpy policies go")] = Path("models/strategy"),
+) -> None:
+    """Train PPO and DQN over the dataset's bars; save each SB3 zip and its numpy policy (.npz)."""
+    from rich.progress import Progress
+
+    from ata.strategy import rl
+    from ata.strategy.rl_env import EnvData
+
+    bars = load_bars(dataset)
+    run = research.run_meta(bars, MetaConfig(), features=True, regimes=research.regimes_before(bars))
+    data = EnvData.from_run(run)
+    console.print(f"{dataset}: {len(data.returns)} usable bars, {len(data.strategies)} strategies, "
+                  f"{data.features.shape[1]} features")
+    with Progress(console=console) as progress:
+        for algo in algorithm:
+            task = progress.add_task(f"training {algo}", total=timesteps)
+            trained = rl.train(algo, data, timesteps=timesteps, seed=seed,
+                               progress=lambda n, task=task: progress.update(task, completed=n))
+            zip_path = rl.save_model(trained, out_dir)
+            npz_path = out_dir / f"{algo}.npz"
+            save_policy(trained.policy, npz_path)
+            progress.console.print(f"{algo}: SB3 model {zip_path}, numpy policy {npz_path}")

@@ -42,9 +42,11 @@ class MetaRun:
 
 
 def run_meta(bars: Sequence[Bar], config: MetaConfig | None = None, *, policy: NumpyPolicy | None = None,
-             regimes: Sequence[str] | None = None, sentiment: Sequence[float | None] | None = None) -> MetaRun:
+             regimes: Sequence[str] | None = None, sentiment: Sequence[float | None] | None = None,
+             features: bool = False) -> MetaRun:
+    """Run the meta-strategy over ``bars``; ``features`` also records the online features."""
     config = config or MetaConfig()
-    meta = MetaStrategy(config, policy=policy)
+    meta = MetaStrategy(config, policy=policy, features=features)
     regimes = regimes_before(bars) if regimes is None else regimes
     names = config.strategies
     n = len(bars)

@@ -208,8 +208,10 @@ class MetaStrategy:
     """Signals and a target per symbol and bar; see the module contract. ``snapshot``/``restore``."""
 
     def __init__(self, config: MetaConfig | None = None, *, factory: StrategyFactory | None = None,
-                 policy: NumpyPolicy | None = None) -> None:
+                 policy: NumpyPolicy | None = None, features: bool = False) -> None:
+        """``features``: compute the online features even without a policy (research runs)."""
         self.config = config or MetaConfig()
+        self._features = features
         self.factory = factory or make_factory(self.config)
         self.policy = policy
         self.books: dict[str, SymbolBook] = {}
@@ -222,7 +224,7 @@ class MetaStrategy:
 
     @property
     def uses_features(self) -> bool:
-        return self.policy is not None
+        return self._features or self.policy is not None
 
     def book(self, symbol: str) -> SymbolBook:
         book = self.books.get(symbol)
