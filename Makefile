@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := libs/events libs/runtime libs/quant $(sort $(wildcard services/*))
+# The strategy package installs with its rl extra (torch, stable-baselines3) for training.
+PACKAGES := libs/events libs/runtime libs/quant $(patsubst services/strategy,services/strategy[rl],$(sort $(wildcard services/*)))
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint schemas schemas-check bench clean infra-up infra-down
