@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ata.marketdata.core import RawBar
+from ata.marketdata.core import RawBar, RawQuote
 from ata.marketdata.sources.alpaca import AlpacaCredentialsError, AlpacaSource
 from ata.marketdata.testing import KEY, MIN, SECRET, T0, WAIT_S, Endpoints, FakeAlpaca, start_fake
 from ata.runtime.resilience import Backoff
@@ -68,3 +68,20 @@ async def test_silent_stream_is_detected_and_reconnected(endpoints: Endpoints) -
     assert [(b.ts_open - T0) // MIN for b in bars] == [0, 1]
     assert src.silences >= 1 and endpoints.fake.connections >= 2
     assert src.health()["silences"] == src.silences
+
+
+async def test_quotes_are_streamed_when_enabled() -> None:
+    async for endpoints in start_fake(FakeAlpaca([([0], "silent")], quotes=[(0, 99.9, 100.1), (0, 100.2, 100.1)])):
+        src = AlpacaSource(api_key=KEY, secret_key=SECRET, symbols=["AAA"], stream_url=endpoints.stream_url,
+                           data_url=endpoints.data_url, timeout_s=5.0, quotes=True)
+        items = []
+        async with asyncio.timeout(WAIT_S):
+            async for item in src:
+                items.append(item)
+                if len(items) == 3:
+                    await src.close()
+                    break
+        quotes = [i for i in items if isinstance(i, RawQuote)]
+        expected = [(99.9, 100.1, 3.0, 4.0, T0), (100.2, 100.1, 3.0, 4.0, T0)]  # the second is crossed: the checker's call
+        assert [(q.bid, q.ask, q.bid_size, q.ask_size, q.ts) for q in quotes] == expected
+        assert [type(i) for i in items].count(RawBar) == 1

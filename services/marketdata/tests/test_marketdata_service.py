@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from ata.events import REGISTRY, AnomalyKind, BarClosed, DataAnomalyDetected, GroundTruthRegimeObserved, HeartbeatEmitted
+from ata.events import (
+    REGISTRY,
+    AnomalyKind,
+    BarClosed,
+    DataAnomalyDetected,
+    GroundTruthRegimeObserved,
+    HeartbeatEmitted,
+    QuoteUpdated,
+)
 from ata.marketdata.config import MarketDataSettings
 from ata.marketdata.core import BadRecord, IntegrityChecker, RawBar, RawQuote, RegimeObservation, SessionCalendar
 from ata.marketdata.service import MarketDataService, Pacer, wire_bytes
@@ -135,17 +143,22 @@ async def test_live_alpaca_source_through_the_service(
     kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]
 ) -> None:
     names = await asyncio.to_thread(isolated_topics, unique_name, kafka_bootstrap)
-    async for endpoints in start_fake(FakeAlpaca([([0, 1, 2], "silent")])):
+    async for endpoints in start_fake(FakeAlpaca([([0, 1, 2], "silent")], quotes=[(0, 99.9, 100.1), (0, 100.2, 100.1)])):
         runtime = RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, instance_id="md-live", http_port=0)
         md = MarketDataSettings(source="alpaca", symbols=("AAA",), alpaca_api_key=KEY, alpaca_secret_key=SECRET,
                                 alpaca_stream_url=endpoints.stream_url, alpaca_data_url=endpoints.data_url, calendar="",
-                                max_staleness_ms=3_600_000_000)
+                                max_staleness_ms=3_600_000_000, alpaca_quotes=True)
         service = MarketDataService(runtime, md, topic_names=names, heartbeat_topic=names[HEARTBEAT_TOPIC])
         await service.start()
         try:
             bars = await consume(kafka_bootstrap, names["market.bars.v1"], 3)
+            quotes = await consume(kafka_bootstrap, names["market.quotes.v1"], 1)
+            anomalies = await consume(kafka_bootstrap, names["market.anomalies.v1"], 1)
         finally:
             await service.stop()
+        assert [(q.bid, q.ask) for q in quotes if isinstance(q, QuoteUpdated)] == [(99.9, 100.1)]
+        crossed = [(a.kind, a.quarantined) for a in anomalies if isinstance(a, DataAnomalyDetected)]
+        assert crossed == [(AnomalyKind.CROSSED_QUOTE, True)]
         assert [(b.ts_open - T0) // MIN for b in bars if isinstance(b, BarClosed)] == [0, 1, 2]
         assert all(isinstance(b, BarClosed) and b.venue == "alpaca-iex" for b in bars)
 

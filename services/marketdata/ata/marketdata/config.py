@@ -101,6 +101,7 @@ class MarketDataSettings(ServiceSettings):
     )
     alpaca_backoff_initial_s: float = Field(default=0.5, gt=0, description="First reconnect wait.")
     alpaca_backoff_cap_s: float = Field(default=30.0, gt=0, description="Longest reconnect wait.")
+    alpaca_quotes: bool = Field(default=False, description="Also stream top-of-book quotes (published to market.quotes.v1).")
     alpaca_backfill_bars: int = Field(default=30, ge=0, description="Bars fetched over REST after a reconnect to fill the hole.")
 
     @model_validator(mode="after")

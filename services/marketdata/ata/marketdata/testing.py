@@ -52,6 +52,8 @@ class FakeAlpaca:
 
     scripts: list[tuple[list[int], str]]
     backfill_minutes: list[int] = field(default_factory=list)
+    #: Quotes ``(minute, bid, ask)`` sent on the first connection if quotes were subscribed.
+    quotes: list[tuple[int, float, float]] = field(default_factory=list)
     connections: int = 0
     auth_failures: int = 0
     rest_calls: list[str] = field(default_factory=list)
@@ -74,7 +76,12 @@ class FakeAlpaca:
             return
         await ws.send(msgpack.packb([{"T": "success", "msg": "authenticated"}]))
         subscribe = msgpack.unpackb(await ws.recv())
-        await ws.send(msgpack.packb([{"T": "subscription", "trades": [], "quotes": [], "bars": subscribe.get("bars", [])}]))
+        await ws.send(msgpack.packb([{"T": "subscription", "trades": [], "quotes": subscribe.get("quotes", []),
+                                      "bars": subscribe.get("bars", [])}]))
+        if index == 0 and subscribe.get("quotes"):
+            for minute, bid, ask in self.quotes:
+                await ws.send(msgpack.packb([{"T": "q", "S": "AAA", "bx": "V", "bp": bid, "bs": 3, "ax": "V", "ap": ask, "as": 4,
+                                              "c": ["R"], "z": "C", "t": msgpack.Timestamp.from_unix_nano(T0 + minute * MIN)}]))
         minutes, then = self.scripts[min(index, len(self.scripts) - 1)]
         for minute in minutes:
             await ws.send(msgpack.packb([bar_message("AAA", minute)]))

@@ -30,7 +30,7 @@ from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from typing_extensions import override
 
-from ata.marketdata.core.records import RawBar, SourceItem, parse_timestamp, timeframe_ns
+from ata.marketdata.core.records import RawBar, RawQuote, SourceItem, parse_timestamp, timeframe_ns
 from ata.marketdata.sources.base import HealthValue
 from ata.runtime.resilience import Backoff
 
@@ -63,15 +63,24 @@ class _TimeoutAdapter(HTTPAdapter):
                             cert=cert, proxies=proxies)
 
 
-def bar_from_alpaca(symbol: str, raw: Mapping[str, Any], feed: str) -> RawBar:
-    """A stream (msgpack, ``t`` a msgpack Timestamp) or REST (JSON, ``t`` ISO text) bar as a :class:`RawBar`."""
-    stamp = raw["t"]
+def _ns(stamp: Any) -> int:
+    """Alpaca's ``t``: a msgpack Timestamp on the stream, ISO text over REST."""
     if isinstance(stamp, str):
-        ts_open = parse_timestamp(stamp)[0]
-    elif hasattr(stamp, "to_unix_nano"):
-        ts_open = int(stamp.to_unix_nano())
-    else:
-        ts_open = int(stamp.timestamp() * 1e9)
+        return parse_timestamp(stamp)[0]
+    if hasattr(stamp, "to_unix_nano"):
+        return int(stamp.to_unix_nano())
+    return int(stamp.timestamp() * 1e9)
+
+
+def quote_from_alpaca(raw: Mapping[str, Any], feed: str) -> RawQuote:
+    """A stream quote (``T == "q"``) as a :class:`RawQuote` (crossed or not: the checker judges)."""
+    return RawQuote(SOURCE, str(raw["S"]), _ns(raw["t"]), float(raw["bp"]), float(raw["ap"]), float(raw.get("bs", 0.0)),
+                    float(raw.get("as", 0.0)), venue=f"alpaca-{feed}")
+
+
+def bar_from_alpaca(symbol: str, raw: Mapping[str, Any], feed: str) -> RawBar:
+    """A stream (msgpack) or REST (JSON) bar as a :class:`RawBar`."""
+    ts_open = _ns(raw["t"])
     return RawBar(SOURCE, symbol, TIMEFRAME, ts_open, ts_open + BAR_NS, float(raw["o"]), float(raw["h"]), float(raw["l"]),
                   float(raw["c"]), float(raw["v"]), venue=f"alpaca-{feed}")
 
@@ -81,7 +90,7 @@ class AlpacaSource:
 
     def __init__(self, *, api_key: str, secret_key: str, symbols: Sequence[str], feed: str = "iex", stream_url: str | None = None,
                  data_url: str | None = None, timeout_s: float = 10.0, silence_timeout_s: float = 90.0,
-                 backoff: Backoff | None = None, backfill_bars: int = 30, rng: random.Random | None = None,
+                 backoff: Backoff | None = None, backfill_bars: int = 30, quotes: bool = False, rng: random.Random | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if not symbols:
             raise ValueError("Alpaca needs at least one symbol")
@@ -93,6 +102,7 @@ class AlpacaSource:
         self.timeout_s, self.silence_timeout_s = timeout_s, silence_timeout_s
         self.backoff = backoff or Backoff(initial_s=0.5, cap_s=30.0, max_attempts=None)
         self.backfill_bars = backfill_bars
+        self.quotes = quotes
         self._rng = rng or random.Random()
         self._now = now
         self._last_open: dict[str, int] = {}
@@ -111,7 +121,7 @@ class AlpacaSource:
             data_url=settings.alpaca_data_url, timeout_s=settings.alpaca_timeout_s,
             silence_timeout_s=settings.alpaca_silence_timeout_s,
             backoff=Backoff(initial_s=settings.alpaca_backoff_initial_s, cap_s=settings.alpaca_backoff_cap_s, max_attempts=None),
-            backfill_bars=settings.alpaca_backfill_bars,
+            backfill_bars=settings.alpaca_backfill_bars, quotes=settings.alpaca_quotes,
         )
 
     # -- REST -------------------------------------------------------------------------------------
@@ -173,7 +183,7 @@ class AlpacaSource:
         from alpaca.data.enums import DataFeed
         from alpaca.data.live import StockDataStream
 
-        async def on_bar(raw: Any) -> None:
+        async def on_message(raw: Any) -> None:
             queue.put_nowait(raw)
 
         class ObservedStream(StockDataStream):
@@ -186,7 +196,9 @@ class AlpacaSource:
             websocket_params={"open_timeout": self.timeout_s, "close_timeout": self.timeout_s, "ping_interval": 10,
                               "ping_timeout": self.timeout_s, "max_queue": 1024},
         )
-        stream.subscribe_bars(on_bar, *self.symbols)
+        stream.subscribe_bars(on_message, *self.symbols)
+        if self.quotes:
+            stream.subscribe_quotes(on_message, *self.symbols)
         return stream
 
     async def __aiter__(self) -> AsyncIterator[SourceItem]:
@@ -210,6 +222,10 @@ class AlpacaSource:
                     if raw is _CONNECTED:
                         self.connects += 1
                         bars = await self.backfill() if self.connects > 1 else []
+                    elif raw.get("T") == "q":
+                        received = True
+                        yield quote_from_alpaca(raw, self.feed)
+                        continue
                     else:
                         received = True
                         bars = [bar_from_alpaca(str(raw["S"]), raw, self.feed)]
