@@ -205,3 +205,28 @@ def test_bulk_wire_bytes_equal_the_codec() -> None:
     for message in messages:
         assert wire_bytes(message) == encode(message)
         assert decode(wire_bytes(message)) == message
+
+
+async def test_paced_replay_reports_a_stale_feed_on_the_replay_clock(
+    kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    rows = [f"2024-01-02T14:{30 + m:02d}:00Z,AAA,10,10.1,9.9,10,100" for m in (0, 1, 2, 15, 16)]
+    path = tmp_path / "hole.csv"
+    path.write_text("timestamp,symbol,open,high,low,close,volume\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    names = await asyncio.to_thread(isolated_topics, unique_name, kafka_bootstrap)
+    runtime = RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, instance_id="md-paced", http_port=0)
+    # 600x: the 13-minute hole lasts 1.3 s of wall time, checked every 50 ms.
+    md = MarketDataSettings(source="replay", replay_paths=(path,), timeframe="1m", speed_factor=600, stale_check_interval_ms=50,
+                            max_staleness_ms=120_000, calendar_start="2023-06-01")
+    service = MarketDataService(runtime, md, topic_names=names, heartbeat_topic=names[HEARTBEAT_TOPIC])
+    await service.start()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await service.source_finished.wait()
+    finally:
+        await service.stop()
+    anomalies = [a for a in await consume(kafka_bootstrap, names["market.anomalies.v1"], 2) if isinstance(a, DataAnomalyDetected)]
+    assert [a.kind for a in anomalies] == [AnomalyKind.STALE_FEED, AnomalyKind.GAP]
+    stale = anomalies[0]
+    assert stale.evidence["due_ns"] == T0 + 4 * MIN  # the bar opening at 14:33 was due at its close
+    assert len(await consume(kafka_bootstrap, names["market.bars.v1"], 5)) == 5

@@ -275,28 +275,31 @@ class MarketDataService(Service):
 
             items = heapq.merge(items, iter(self.reference_source), key=lambda item: event_time(item) or 0)
         pacer = Pacer(self.md.speed_factor) if self.md.speed_factor > 0 else None
-        next_tick = time.monotonic()
         while chunk := list(itertools.islice(items, CHUNK_RECORDS)):
             ts_init = self.now_ns()
             outputs: list[Message] = []
             for item in chunk:
                 when = event_time(item)
-                if pacer is not None and when is not None:
-                    wait = pacer.wait_s(when)
-                    if wait > 0:
-                        await self._emit(outputs)
-                        outputs = []
-                        await asyncio.sleep(wait)
-                        ts_init = self.now_ns()
-                    if time.monotonic() >= next_tick:
-                        outputs.extend(self.core.tick(pacer.now_event_ns() or when, ts_init))
-                        next_tick = time.monotonic() + self.md.stale_check_interval_ms / 1000
+                if pacer is not None and when is not None and pacer.wait_s(when) > 0:
+                    await self._emit(outputs)
+                    outputs = []
+                    await self._wait_paced(pacer, when)
+                    ts_init = self.now_ns()
                 outputs.extend(self.core.process(item, ts_init))
             await self._emit(outputs)
             await asyncio.sleep(0)
         self.source_finished.set()
         SOURCE_FINISHED.set(1)
         self.log.info("source finished", extra={"bars": self.bars_published, "anomalies": dict(self.anomalies)})
+
+    async def _wait_paced(self, pacer: Pacer, when: int) -> None:
+        """Sleep until the record at event time ``when`` is due, checking for stale feeds on the replay clock meanwhile."""
+        interval_s = self.md.stale_check_interval_ms / 1000
+        while (wait := pacer.wait_s(when)) > 0:
+            await asyncio.sleep(min(wait, interval_s))
+            now = pacer.now_event_ns()
+            if now is not None:
+                await self._emit(self.core.tick(min(now, when), self.now_ns()))
 
     async def _run_live(self, source: LiveSource) -> None:
         ticker = asyncio.create_task(self._tick_live(), name="marketdata:stale-check")
