@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -488,8 +487,9 @@ class RegimeDetector:
             track.refit_in_flight = False
 
     # -- introspection and persistence -------------------------------------------------
-    def keys(self) -> Iterator[str]:
-        return iter(sorted(self._tracks))
+    def tracked_keys(self) -> list[str]:
+        """Symbols and ``_market`` seen so far, sorted."""
+        return sorted(self._tracks)
 
     def is_volatile(self, key: str) -> bool | None:
         track = self._tracks.get(key)

@@ -1,0 +1,3 @@
+from ata.regime.service import main
+
+main()
