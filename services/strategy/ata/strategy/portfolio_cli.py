@@ -29,6 +29,11 @@ app = typer.Typer(name="portfolio", help="Portfolio construction: walk-forward e
                   no_args_is_help=True)
 console = Console()
 
+
+@app.callback()
+def portfolio() -> None:
+    """Portfolio construction commands (a group, so ``evaluate`` stays a named subcommand)."""
+
 #: Evaluated in this order; equal weight is the benchmark row.
 OPTIMISERS = ("equal_weight", "inverse_volatility", "risk_parity", "hrp", "minimum_variance", "mean_variance")
 
@@ -52,6 +57,7 @@ def _pct(x: float) -> str:
 
 @app.command()
 def evaluate(
+    *,
     synthetic: Annotated[int, typer.Option(min=0, max=50, help="synthetic symbols added to the two indices")] = 4,
     seed: Annotated[int, typer.Option(help="seed of the synthetic symbols")] = 7,
     window: Annotated[int, typer.Option(min=20, help="covariance window, bars")] = 252,
@@ -61,10 +67,10 @@ def evaluate(
     max_weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="per-symbol cap (long-only, fully invested)")] = 0.5,
 ) -> None:
     """Walk-forward out of sample: each optimiser beside equal weight."""
-    if method not in METHODS:
+    est_method: Method | None = next((m for m in METHODS if m == method), None)
+    if est_method is None:
         raise typer.BadParameter(f"method must be one of {', '.join(METHODS)}")
     names, returns = universe(synthetic, seed)
-    est_method: Method = method  # type: ignore[assignment]  # checked against METHODS above
     cfg = WalkForwardConfig(covariance=CovarianceConfig(est_method, window, min(window, 126)),
                             rebalance_every=rebalance_every, cost_bps=cost_bps)
     cons = Constraints.long_only_portfolio(len(names), max_weight=max(max_weight, 1.0 / len(names)))

@@ -202,7 +202,13 @@ def risk_parity_allocation(
         hess = s + np.diag(b / x**2)
         step = np.linalg.solve(hess, -grad)
         f0, t = objective(x), 1.0
-        while np.any(x + t * step <= 0) or objective(x + t * step) > f0 + 1e-4 * t * float(grad @ step):
+        g0 = float(np.max(np.abs(grad)))
+        # Armijo on the objective; near the optimum its decrease drowns in rounding, so a step
+        # that shrinks the gradient is accepted too (Newton converges quadratically there).
+        while np.any(x + t * step <= 0) or (
+            objective(x + t * step) > f0 + 1e-4 * t * float(grad @ step)
+            and float(np.max(np.abs(s @ (x + t * step) - b / (x + t * step)))) >= g0
+        ):
             t *= 0.5
             if t < 1e-12:
                 break
