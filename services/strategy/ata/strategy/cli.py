@@ -41,12 +41,12 @@ def _policy(path: Path | None) -> NumpyPolicy | None:
 
 
 @app.command()
-def evaluate(
+def evaluate(  # noqa: PLR0917  (typer options are parameters)
     dataset: Dataset = "nasdaq",
     train_bars: Annotated[int, typer.Option(help="history before each out-of-sample window")] = 756,
     test_bars: Annotated[int, typer.Option(help="bars per out-of-sample window")] = 252,
     cost_bps: Annotated[float, typer.Option(help="cost per unit of weight traded, basis points")] = 1.0,
-    policy: Annotated[Path | None, typer.Option(help="RL policy .npz for the rl method (trained before the test windows)")] = None,
+    policy: Annotated[Path | None, typer.Option(help="RL policy .npz for the rl method (trained before the tests)")] = None,
     plot: Annotated[Path, typer.Option(help="PNG of the out-of-sample equity curves")] = Path("strategy-evaluation.png"),
 ) -> None:
     """Walk-forward out of sample: the meta-strategy beside each static strategy and buy-and-hold."""

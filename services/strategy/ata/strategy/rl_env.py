@@ -77,7 +77,8 @@ class StrategyWeightEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._position = 0.0
         self._equity = self._peak = 1.0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
         super().reset(seed=seed)
         self._t = int(self.np_random.integers(0, len(self.data.returns) - self.episode_bars))
         self._end = self._t + self.episode_bars
