@@ -259,7 +259,7 @@ def _replay_into(store: JournalStore, service: str, until_ns: int | None) -> Non
             key = f"{load_settings(ExecutionSettings).redis_prefix}:orders"
             mapping = {o.client_order_id: orjson.dumps(o.snapshot()) for o in folder.orders.orders.values()}
             if mapping:
-                redis.hset(key, mapping=mapping)  # type: ignore[arg-type]
+                redis.hset(key, mapping=mapping)
         else:
             raise typer.BadParameter("--into must be risk or execution")
     finally:

@@ -78,7 +78,7 @@ PAPER_RISK: dict[str, object] = {
 
 
 def paper_risk_settings() -> RiskSettings:
-    return RiskSettings(**PAPER_RISK)  # type: ignore[arg-type]
+    return RiskSettings(**PAPER_RISK)
 
 
 def paper_risk_env() -> dict[str, str]:

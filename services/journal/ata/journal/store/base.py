@@ -97,6 +97,33 @@ class JournalStore(ABC):
 
     # -- what a backend implements ----------------------------------------------------------------
 
+    #: Column types of the backend: ``key`` (auto-increasing primary key), ``uuid``, ``int``, ``bigint``, ``json``.
+    types: dict[str, str] = {}
+
+    def schema(self) -> list[str]:
+        """DDL of the three tables and their indexes (idempotent), in the backend's types."""
+        e, r, s, t = self.events_table, self.ranges_table, self.snapshots_table, self.types
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {e} (
+                seq {t["key"]}, event_id {t["uuid"]} NOT NULL UNIQUE, topic TEXT NOT NULL, "partition" {t["int"]} NOT NULL,
+                "offset" {t["bigint"]} NOT NULL, key TEXT, event_type TEXT NOT NULL, ts_event {t["bigint"]} NOT NULL,
+                ts_init {t["bigint"]} NOT NULL, correlation_id {t["uuid"]}, causation_id {t["uuid"]}, symbol TEXT,
+                headers {t["json"]} NOT NULL, payload TEXT NOT NULL)""",
+            # Partial: origin events (bars, quotes, news: most of the volume) correlate to themselves and
+            # are found through the event_id index; see chain().
+            f"CREATE INDEX IF NOT EXISTS {e}_correlation ON {e} (correlation_id) WHERE correlation_id <> event_id",
+            f"CREATE INDEX IF NOT EXISTS {e}_symbol_ts ON {e} (symbol, ts_event)",
+            f'CREATE INDEX IF NOT EXISTS {e}_position ON {e} (topic, "partition", "offset")',
+            f"""CREATE TABLE IF NOT EXISTS {r} (
+                topic TEXT NOT NULL, "partition" {t["int"]} NOT NULL, first_offset {t["bigint"]} NOT NULL,
+                last_offset {t["bigint"]} NOT NULL)""",
+            f'CREATE INDEX IF NOT EXISTS {r}_tp ON {r} (topic, "partition", first_offset)',
+            f"""CREATE TABLE IF NOT EXISTS {s} (
+                snapshot_id {t["key"]}, service TEXT NOT NULL, ts_ns {t["bigint"]} NOT NULL, seq {t["bigint"]} NOT NULL,
+                offsets {t["json"]} NOT NULL, state {t["json"]} NOT NULL, created_ns {t["bigint"]} NOT NULL)""",
+            f"CREATE INDEX IF NOT EXISTS {s}_service ON {s} (service, seq)",
+        ]
+
     @abstractmethod
     def open(self) -> None:
         """Connect and create the tables and indexes if missing. Raises :class:`StoreUnavailableError`."""

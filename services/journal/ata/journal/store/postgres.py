@@ -23,33 +23,13 @@ CONNECT_TIMEOUT_S = 5
 
 class PostgresStore(JournalStore):
     placeholder = "%s"
+    types = {"key": "BIGSERIAL PRIMARY KEY", "uuid": "UUID", "int": "INTEGER", "bigint": "BIGINT", "json": "JSONB"}
 
     def __init__(self, url: str, prefix: str = "") -> None:
         super().__init__(url, prefix)
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         self._stage = f"{prefix}stage"
-
-    def _schema(self) -> list[str]:
-        e, r, s = self.events_table, self.ranges_table, self.snapshots_table
-        return [
-            f"""CREATE TABLE IF NOT EXISTS {e} (
-                seq BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL UNIQUE, topic TEXT NOT NULL, "partition" INTEGER NOT NULL,
-                "offset" BIGINT NOT NULL, key TEXT, event_type TEXT NOT NULL, ts_event BIGINT NOT NULL,
-                ts_init BIGINT NOT NULL, correlation_id UUID, causation_id UUID, symbol TEXT, headers JSONB NOT NULL,
-                payload TEXT NOT NULL)""",
-            f"CREATE INDEX IF NOT EXISTS {e}_correlation ON {e} (correlation_id) WHERE correlation_id <> event_id",
-            f"CREATE INDEX IF NOT EXISTS {e}_symbol_ts ON {e} (symbol, ts_event)",
-            f'CREATE INDEX IF NOT EXISTS {e}_position ON {e} (topic, "partition", "offset")',
-            f"""CREATE TABLE IF NOT EXISTS {r} (
-                topic TEXT NOT NULL, "partition" INTEGER NOT NULL, first_offset BIGINT NOT NULL,
-                last_offset BIGINT NOT NULL)""",
-            f'CREATE INDEX IF NOT EXISTS {r}_tp ON {r} (topic, "partition", first_offset)',
-            f"""CREATE TABLE IF NOT EXISTS {s} (
-                snapshot_id BIGSERIAL PRIMARY KEY, service TEXT NOT NULL, ts_ns BIGINT NOT NULL, seq BIGINT NOT NULL,
-                offsets JSONB NOT NULL, state JSONB NOT NULL, created_ns BIGINT NOT NULL)""",
-            f"CREATE INDEX IF NOT EXISTS {s}_service ON {s} (service, seq)",
-        ]
 
     def open(self) -> None:
         with self._lock:
@@ -66,7 +46,7 @@ class PostgresStore(JournalStore):
             with conn.transaction():
                 # Serialise concurrent schema creation by several journal instances.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self.events_table])
-                for statement in self._schema():
+                for statement in self.schema():
                     conn.execute(statement)
             conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {self._stage} (ord INTEGER, "
                          f"LIKE {self.events_table} EXCLUDING ALL) ON COMMIT DELETE ROWS")

@@ -37,6 +37,7 @@ def sqlite_path(url: str) -> Path:
 
 class SqliteStore(JournalStore):
     placeholder = "?"
+    types = {"key": "INTEGER PRIMARY KEY", "uuid": "TEXT", "int": "INTEGER", "bigint": "INTEGER", "json": "TEXT"}
 
     def __init__(self, url: str, prefix: str = "", *, synchronous: Synchronous = "FULL") -> None:
         super().__init__(url, prefix)
@@ -45,29 +46,6 @@ class SqliteStore(JournalStore):
         self._conn: sqlite3.Connection | None = None
         # to_thread may hop between worker threads; the lock keeps one user at a time.
         self._lock = threading.Lock()
-
-    def _schema(self) -> list[str]:
-        e, r, s = self.events_table, self.ranges_table, self.snapshots_table
-        return [
-            f"""CREATE TABLE IF NOT EXISTS {e} (
-                seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, "partition" INTEGER NOT NULL,
-                "offset" INTEGER NOT NULL, key TEXT, event_type TEXT NOT NULL, ts_event INTEGER NOT NULL,
-                ts_init INTEGER NOT NULL, correlation_id TEXT, causation_id TEXT, symbol TEXT, headers TEXT NOT NULL,
-                payload TEXT NOT NULL)""",
-            # Partial: origin events (bars, quotes, news: most of the volume) correlate to themselves and
-            # are found through the event_id index; see JournalStore.chain.
-            f"CREATE INDEX IF NOT EXISTS {e}_correlation ON {e} (correlation_id) WHERE correlation_id <> event_id",
-            f"CREATE INDEX IF NOT EXISTS {e}_symbol_ts ON {e} (symbol, ts_event)",
-            f'CREATE INDEX IF NOT EXISTS {e}_position ON {e} (topic, "partition", "offset")',
-            f"""CREATE TABLE IF NOT EXISTS {r} (
-                topic TEXT NOT NULL, "partition" INTEGER NOT NULL, first_offset INTEGER NOT NULL,
-                last_offset INTEGER NOT NULL)""",
-            f'CREATE INDEX IF NOT EXISTS {r}_tp ON {r} (topic, "partition", first_offset)',
-            f"""CREATE TABLE IF NOT EXISTS {s} (
-                snapshot_id INTEGER PRIMARY KEY, service TEXT NOT NULL, ts_ns INTEGER NOT NULL, seq INTEGER NOT NULL,
-                offsets TEXT NOT NULL, state TEXT NOT NULL, created_ns INTEGER NOT NULL)""",
-            f"CREATE INDEX IF NOT EXISTS {s}_service ON {s} (service, seq)",
-        ]
 
     def open(self) -> None:
         if self._conn is not None:
@@ -82,7 +60,7 @@ class SqliteStore(JournalStore):
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            for statement in self._schema():
+            for statement in self.schema():
                 conn.execute(statement)
         except sqlite3.Error as exc:
             conn.close()
