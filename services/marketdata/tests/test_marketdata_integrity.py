@@ -154,6 +154,17 @@ def test_duplicates_and_out_of_order_are_quarantined() -> None:
     assert len(set(ids)) == len(ids)
 
 
+def test_correction_of_a_quarantined_bar_is_accepted_once() -> None:
+    ck = checker()
+    run(ck, warm())
+    out = run(ck, [bar(30, wiggle(30), h=1.0), bar(30, wiggle(30), h=1.0), bar(30, wiggle(30)), bar(30, wiggle(30)),
+                   bar(31, wiggle(31))])
+    assert [a.kind for a in anomalies(out)] == [AnomalyKind.INVALID_OHLC, AnomalyKind.DUPLICATE, AnomalyKind.DUPLICATE]
+    assert [b.ts_open for b in bars(out)] == [OPEN_2024 + 30 * MIN, OPEN_2024 + 31 * MIN]
+    # The bad bar and the correction, each sent twice: the repeats are identical duplicates.
+    assert [a.severity for a in anomalies(out)[1:]] == [Severity.INFO, Severity.INFO]
+
+
 def test_gap_within_session_counts_missing_minutes(xnys: SessionCalendar) -> None:
     out = run(checker(xnys), [bar(0), bar(1), bar(5)])
     (gap,) = anomalies(out, AnomalyKind.GAP)

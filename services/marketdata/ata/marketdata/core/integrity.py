@@ -149,6 +149,7 @@ class _SymbolState:
     breaker: DataBreaker
     last_ts_open: int | None = None
     last_slot: int | None = None
+    last_quarantined: bool = False
     last_clean_close: float | None = None
     returns: deque[float] = field(default_factory=deque)
     sorted_returns: list[float] = field(default_factory=list)
@@ -168,6 +169,7 @@ class _SymbolState:
             "breaker": self.breaker.snapshot(),
             "last_ts_open": self.last_ts_open,
             "last_slot": self.last_slot,
+            "last_quarantined": self.last_quarantined,
             "last_clean_close": self.last_clean_close,
             "returns": list(self.returns),
             "consecutive_spikes": self.consecutive_spikes,
@@ -190,6 +192,7 @@ class _SymbolState:
             breaker=breaker,
             last_ts_open=data["last_ts_open"],
             last_slot=data["last_slot"],
+            last_quarantined=bool(data["last_quarantined"]),
             last_clean_close=data["last_clean_close"],
             returns=deque(returns),
             sorted_returns=sorted(returns),
@@ -308,6 +311,7 @@ class IntegrityChecker:
             if self.reference_sources:
                 _put_bounded(state.primary_closes, raw.ts_open, raw.close, self.config.reconcile_memory_bars)
                 self._compare_sources(raw, state, report)
+            state.last_quarantined = quarantined
 
         out: list[Message] = []
         if not quarantined:
@@ -321,8 +325,14 @@ class IntegrityChecker:
         return out
 
     def _check_order(self, raw: RawBar, state: _SymbolState, values: tuple[float, ...], report: Report) -> bool:
-        """Duplicate / out-of-order / gap checks; False when the bar's time slot is not new."""
+        """Duplicate / out-of-order / gap checks; False when the bar's time slot is not new.
+
+        A different bar for the latest slot whose bar was quarantined is a correction, not a duplicate
+        (the same bad bar sent again stays a duplicate, so repeats cannot talk a spike into a level).
+        """
         last = state.last_ts_open
+        if raw.ts_open == last and state.last_quarantined and state.seen.get(last) != values:
+            return True
         if last is not None and raw.ts_open <= last:
             previous = state.seen.get(raw.ts_open)
             if previous is not None:
