@@ -13,7 +13,7 @@ Arrays (``to_arrays`` / ``from_arrays``, stored as ``.npz`` by the shell): ``kin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,8 @@ class NumpyPolicy:
     obs_std: FloatArray
     weights: tuple[FloatArray, ...]
     biases: tuple[FloatArray, ...]
+    _layers: tuple[tuple[FloatArray, FloatArray], ...] = field(init=False, repr=False, compare=False)
+    _relu: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -53,6 +55,12 @@ class NumpyPolicy:
             n_in = w.shape[0]
         if self.actions.shape != (n_in, len(self.strategies)) or np.any(self.actions < 0):
             raise PolicyError(f"actions must be non-negative with shape ({n_in}, {len(self.strategies)})")
+        # The standardisation folded into the first layer: W0 ((x - m) / s) + b0 == (W0 / s) x + (b0 - (W0 / s) m).
+        first = self.weights[0] / self.obs_std
+        folded = (np.ascontiguousarray(first), *self.weights[1:])
+        object.__setattr__(self, "_layers", tuple(zip(folded, (self.biases[0] - first @ self.obs_mean, *self.biases[1:]),
+                                                       strict=True)))
+        object.__setattr__(self, "_relu", self.activation == "relu")
 
     @property
     def n_features(self) -> int:
@@ -60,13 +68,12 @@ class NumpyPolicy:
 
     def outputs(self, obs: FloatArray) -> FloatArray:
         """Logits (PPO) or Q-values (DQN) of a raw (unstandardised) observation."""
-        x = (obs - self.obs_mean) / self.obs_std
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+        *hidden, (w_out, b_out) = self._layers
+        x = obs
+        for w, b in hidden:
             x = w @ x + b
-            if i < last:
-                x = np.tanh(x) if self.activation == "tanh" else np.maximum(x, 0.0)
-        return x
+            x = np.maximum(x, 0.0, out=x) if self._relu else np.tanh(x, out=x)
+        return np.asarray(w_out @ x + b_out, dtype=np.float64)
 
     def act(self, obs: FloatArray) -> int:
         return int(np.argmax(self.outputs(obs)))
