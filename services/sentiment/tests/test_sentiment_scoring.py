@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ata.sentiment.core import Label, Scorer
-from ata.sentiment.core.phrases import phrase_score
+from ata.sentiment.core.phrases import ROUTINE, RULE_DISPATCH, RULES, is_routine, phrase_score
 from ata.sentiment.evaluation import evaluate
 from ata.sentiment.fixtures import labelled_headlines
 
@@ -75,3 +77,20 @@ def test_scores_are_bounded_and_deterministic(scorer: Scorer) -> None:
         first, second = scorer.score(row.article.headline), other.score(row.article.headline)
         assert first == second
         assert -1.0 <= first.score <= 1.0
+
+
+_VOCABULARY = [
+    "beats", "estimates", "misses", "raises", "cuts", "guidance", "outlook", "upgraded", "downgraded", "to", "buy", "sell",
+    "above", "ahead", "of", "expectations", "better-than-expected", "swings", "loss", "profit", "recall", "fails", "meet",
+    "price", "target", "raised", "35%", "premium", "dividend", "special", "files", "10-q", "acme", "shares", "plunge",
+    "at", "not", "a", "record", "high", "lays", "off", "jobs", "wins", "contract", "$1.5", "billion", "(acme)", "-",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_VOCABULARY), max_size=14), st.sampled_from([" ", "  ", ", "]))
+def test_prefix_dispatch_finds_exactly_what_finditer_finds(words: list[str], sep: str) -> None:
+    text = sep.join(words)
+    for rule, found in zip(RULES, RULE_DISPATCH.matches(text), strict=True):
+        assert [m.span() for m in found] == [m.span() for m in rule.pattern.finditer(text)], rule.name
+    assert is_routine(text) == (ROUTINE.search(text) is not None)
