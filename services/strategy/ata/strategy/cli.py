@@ -105,3 +105,35 @@ def train_rl(
             npz_path = out_dir / f"{algo}.npz"
             save_policy(trained.policy, npz_path)
             progress.console.print(f"{algo}: SB3 model {zip_path}, numpy policy {npz_path}")
+
+
+@app.command()
+def optimize(  # noqa: PLR0917  (typer options are parameters)
+    strategy: Annotated[str, typer.Argument(help="strategy to tune")] = "ma_crossover",
+    dataset: Dataset = "sp500",
+    eval_bars: Annotated[int, typer.Option(help="final bars held out of the search")] = 756,
+    population: int = 16,
+    generations: int = 6,
+    seed: int = 0,
+) -> None:
+    """Genetic search of a strategy's parameters under walk-forward validation; never sees the evaluation window."""
+    from rich.progress import Progress
+
+    from ata.strategy.optimize import optimize as run_optimize
+
+    bars = load_bars(dataset)
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"optimising {strategy}", total=generations)
+        result = run_optimize(bars, strategy, eval_bars=eval_bars, population=population, generations=generations, seed=seed,
+                              progress=lambda gen, best: progress.update(task, completed=gen,
+                                                                         description=f"optimising {strategy} (best {best:.3f})"))
+    table = Table("parameters", "walk-forward fitness (dev)", "evaluation Sharpe", "evaluation max drawdown",
+                  title=f"{strategy} on {dataset}: evaluation window = last {eval_bars} bars")
+    for label, params, fit, ev in (("default", strategy_default(strategy), result.default_fitness, result.default_evaluation),
+                                   ("optimised", result.best, result.fitness, result.evaluation)):
+        table.add_row(f"{label}: {params.to_dict()}", f"{fit:.3f}", f"{ev['sharpe']:.3f}", f"{ev['max_drawdown']:.1%}")
+    console.print(table)
+
+
+def strategy_default(name: str) -> research.StrategyParams:
+    return available_strategies()[name].params_type()
