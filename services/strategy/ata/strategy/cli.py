@@ -137,3 +137,37 @@ def optimize(  # noqa: PLR0917  (typer options are parameters)
 
 def strategy_default(name: str) -> research.StrategyParams:
     return available_strategies()[name].params_type()
+
+
+@app.command()
+def report(
+    dataset: Dataset = "sp500",
+    horizon: Annotated[int, typer.Option(help="bars ahead the feature importance predicts")] = 5,
+    plot: Annotated[Path, typer.Option(help="PNG of contributions per strategy and regime")] = Path("strategy-report.png"),
+) -> None:
+    """Self-assessment: contribution of each strategy per regime, feature importance, recommendations."""
+    from ata.strategy import attribution
+    from ata.strategy.core.features import FEATURE_NAMES
+    from ata.strategy.plots import plot_heatmap
+
+    bars = load_bars(dataset)
+    run = research.run_meta(bars, MetaConfig(), features=True)
+    contributions = attribution.contributions_by_regime(run)
+    standalone = attribution.standalone_sharpe_by_regime(run)
+    importance = attribution.feature_importance(run.features, attribution.forward_returns(run.frame["close"].to_numpy(), horizon),
+                                                FEATURE_NAMES)
+    for title, frame, fmt in (("contribution to meta-strategy return, by regime", contributions, "{:+.4f}"),
+                              ("stand-alone Sharpe by regime", standalone, "{:.2f}")):
+        table = Table("strategy", *map(str, frame.columns), title=title)
+        for name, row in frame.iterrows():
+            table.add_row(str(name), *(fmt.format(v) for v in row))
+        console.print(table)
+    table = Table("feature", "importance (R^2 drop)", "std", "selected", title=f"permutation importance, {horizon}-bar return")
+    for row in importance.table.itertuples():
+        table.add_row(row.feature, f"{row.importance_mean:+.5f}", f"{row.importance_std:.5f}", "yes" if row.selected else "")
+    console.print(table)
+    console.print("[bold]recommendations[/bold]")
+    for line in attribution.recommendations(contributions, standalone, importance):
+        console.print(f"- {line}")
+    plot_heatmap(plot, contributions, title=f"{dataset}: strategy contribution by regime", value_label="summed return")
+    console.print(f"plot written to {plot}")
