@@ -23,8 +23,8 @@ import numpy as np
 from ata.events import REGISTRY
 from ata.marketdata.config import MarketDataSettings
 from ata.marketdata.core import IntegrityChecker, SessionCalendar
-from ata.marketdata.service import MarketDataService
 from ata.marketdata.sources import FileReplay, synthetic_symbols
+from ata.marketdata.testing import run_to_end
 from ata.quant.synthetic import SyntheticConfig, generate_bars
 from ata.runtime.config import RuntimeSettings
 from ata.runtime.heartbeat import HEARTBEAT_TOPIC
@@ -32,7 +32,6 @@ from ata.runtime.kafka import provision_topics
 from bench.bench_bus import broker
 from bench.runner import Context, Metric, benchmark, timeit
 
-TIMEOUT_S = 300.0
 OUTPUT_TOPICS = ("market.bars.v1", "market.quotes.v1", "market.anomalies.v1", "market.ground_truth.v1", HEARTBEAT_TOPIC)
 
 
@@ -55,16 +54,9 @@ async def replay_into_broker(bootstrap: str, path: Path) -> tuple[float, int]:
     await asyncio.to_thread(provision_topics, bootstrap, [dataclasses.replace(REGISTRY.get(t), name=n) for t, n in names.items()])
     runtime = RuntimeSettings(kafka_bootstrap=bootstrap, instance_id="bench-md", http_port=0, redis_url="redis://127.0.0.1:1/0")
     md = MarketDataSettings(source="replay", replay_paths=(path,), timeframe="1m", calendar="XNYS", calendar_start="2023-06-01")
-    service = MarketDataService(runtime, md, topic_names=names, heartbeat_topic=names[HEARTBEAT_TOPIC])
-    await service.start()
-    try:
-        started = time.perf_counter()
-        async with asyncio.timeout(TIMEOUT_S):
-            await service.source_finished.wait()
-        elapsed = time.perf_counter() - started
-    finally:
-        await service.stop()
-    return elapsed, service.bars_published
+    started = time.perf_counter()
+    service = await run_to_end(runtime, md, names)
+    return time.perf_counter() - started, service.bars_published
 
 
 @benchmark(

@@ -22,7 +22,7 @@ from ata.marketdata.config import MarketDataSettings
 from ata.marketdata.core import BadRecord, IntegrityChecker, RawBar, RawQuote, RegimeObservation, SessionCalendar
 from ata.marketdata.service import MarketDataService, Pacer, wire_bytes
 from ata.marketdata.sources import FileReplay
-from ata.marketdata.testing import KEY, MIN, SECRET, T0, WAIT_S, FakeAlpaca, consume, start_fake
+from ata.marketdata.testing import KEY, MIN, SECRET, T0, FakeAlpaca, consume, run_to_end, start_fake
 from ata.runtime.codec import decode, encode
 from ata.runtime.config import ConfigError, RuntimeSettings, load_settings
 from ata.runtime.heartbeat import HEARTBEAT_TOPIC
@@ -49,18 +49,18 @@ def write_file(path: Path, minutes: int) -> Path:
     return path
 
 
+def isolated_topics(unique_name: Callable[[str], str], bootstrap: str) -> dict[str, str]:
+    """Fresh names for the service's output topics and heartbeats, created with their registry partitions."""
+    names = {t: unique_name(t.split(".")[1]) for t in (*MARKET_TOPICS, HEARTBEAT_TOPIC)}
+    provision_topics(bootstrap, [dataclasses.replace(REGISTRY.get(t), name=n) for t, n in names.items()])
+    return names
+
+
 async def run_replay(bootstrap: str, redis_url: str, path: Path, names: dict[str, str], *, bulk: bool) -> MarketDataService:
     runtime = RuntimeSettings(kafka_bootstrap=bootstrap, redis_url=redis_url, instance_id="md-test", http_port=0)
     md = MarketDataSettings(source="replay", replay_paths=(path,), timeframe="1m", calendar="XNYS", calendar_start="2023-06-01",
                             bulk_publish=bulk)
-    service = MarketDataService(runtime, md, topic_names=names, heartbeat_topic=names[HEARTBEAT_TOPIC])
-    await service.start()
-    try:
-        async with asyncio.timeout(WAIT_S):
-            await service.source_finished.wait()
-    finally:
-        await service.stop()
-    return service
+    return await run_to_end(runtime, md, names)
 
 
 async def test_replay_into_the_broker_publishes_exactly_the_files_bars(
@@ -75,9 +75,7 @@ async def test_replay_into_the_broker_publishes_exactly_the_files_bars(
 
     ids_per_run = []
     for bulk in (True, False):
-        names = {t: unique_name(t.split(".")[1]) for t in (*MARKET_TOPICS, HEARTBEAT_TOPIC)}
-        topics = [dataclasses.replace(REGISTRY.get(t), name=n) for t, n in names.items()]
-        await asyncio.to_thread(provision_topics, kafka_bootstrap, topics)
+        names = await asyncio.to_thread(isolated_topics, unique_name, kafka_bootstrap)
         service = await run_replay(kafka_bootstrap, redis_url, path, names, bulk=bulk)
         assert service.bars_published == len(expected_bars)
 
@@ -113,25 +111,13 @@ def test_pacer_maps_event_time_to_wall_time_at_the_speed_factor() -> None:
     assert pacer.wait_s(11 * minute) == 0.0
 
 
-def isolated_topics(unique_name: Callable[[str], str], bootstrap: str) -> dict[str, str]:
-    names = {t: unique_name(t.split(".")[1]) for t in (*MARKET_TOPICS, HEARTBEAT_TOPIC)}
-    provision_topics(bootstrap, [dataclasses.replace(REGISTRY.get(t), name=n) for t, n in names.items()])
-    return names
-
-
 async def test_synthetic_source_publishes_bars_and_ground_truth(
     kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]
 ) -> None:
     names = await asyncio.to_thread(isolated_topics, unique_name, kafka_bootstrap)
     runtime = RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, instance_id="md-syn", http_port=0)
     md = MarketDataSettings(source="synthetic", seed=4, synthetic_symbols=3, synthetic_max_bars=300, calendar_start="2023-06-01")
-    service = MarketDataService(runtime, md, topic_names=names, heartbeat_topic=names[HEARTBEAT_TOPIC])
-    await service.start()
-    try:
-        async with asyncio.timeout(WAIT_S):
-            await service.source_finished.wait()
-    finally:
-        await service.stop()
+    service = await run_to_end(runtime, md, names)
     truth = await consume(kafka_bootstrap, names["market.ground_truth.v1"], 100)
     assert len(truth) == 100 and all(isinstance(t, GroundTruthRegimeObserved) and t.symbol == "_market" for t in truth)
     bars = await consume(kafka_bootstrap, names["market.bars.v1"], service.bars_published)
@@ -218,13 +204,7 @@ async def test_paced_replay_reports_a_stale_feed_on_the_replay_clock(
     # 600x: the 13-minute hole lasts 1.3 s of wall time, checked every 50 ms.
     md = MarketDataSettings(source="replay", replay_paths=(path,), timeframe="1m", speed_factor=600, stale_check_interval_ms=50,
                             max_staleness_ms=120_000, calendar_start="2023-06-01")
-    service = MarketDataService(runtime, md, topic_names=names, heartbeat_topic=names[HEARTBEAT_TOPIC])
-    await service.start()
-    try:
-        async with asyncio.timeout(WAIT_S):
-            await service.source_finished.wait()
-    finally:
-        await service.stop()
+    await run_to_end(runtime, md, names)
     anomalies = [a for a in await consume(kafka_bootstrap, names["market.anomalies.v1"], 2) if isinstance(a, DataAnomalyDetected)]
     assert [a.kind for a in anomalies] == [AnomalyKind.STALE_FEED, AnomalyKind.GAP]
     stale = anomalies[0]

@@ -1,4 +1,4 @@
-"""Test support: a local fake of Alpaca's market data stream and REST API, and a topic reader.
+"""Test support: a local fake of Alpaca's market data stream and REST API, a topic reader, a service runner.
 
 :class:`FakeAlpaca` speaks the protocol alpaca-py's ``StockDataStream`` expects (msgpack
 frames: ``connected``, ``auth`` -> ``authenticated`` or an error, ``subscribe`` ->
@@ -23,9 +23,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from websockets.asyncio.server import ServerConnection, serve
 
 from ata.events import Message
+from ata.marketdata.config import MarketDataSettings
+from ata.marketdata.service import MarketDataService
 from ata.runtime.codec import decode
+from ata.runtime.config import RuntimeSettings
+from ata.runtime.heartbeat import HEARTBEAT_TOPIC
 
-#: Bound of every wait in tests that use these helpers.
+#: Bound of every wait in the tests that use this module.
 WAIT_S = 60.0
 KEY, SECRET = "fake-key", "fake-secret"
 T0 = 1_704_205_800_000_000_000  # 2024-01-02 14:30 UTC
@@ -146,3 +150,16 @@ async def consume(bootstrap: str, topic: str, expected: int) -> list[Message]:
                     return received
     finally:
         await consumer.stop()
+
+
+async def run_to_end(runtime: RuntimeSettings, settings: MarketDataSettings, topic_names: dict[str, str]) -> MarketDataService:
+    """Start the service on ``topic_names`` (registry name -> name used, heartbeats included), wait until its
+    historical source is exhausted and everything is acknowledged, stop it, and return it (for its counters)."""
+    service = MarketDataService(runtime, settings, topic_names=topic_names, heartbeat_topic=topic_names[HEARTBEAT_TOPIC])
+    await service.start()
+    try:
+        async with asyncio.timeout(WAIT_S * 10):
+            await service.source_finished.wait()
+    finally:
+        await service.stop()
+    return service
