@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 
 from ata.quant.portfolio import optimisers as op
 from ata.quant.portfolio.constraints import ClusterBound, Constraints, PortfolioRiskConfig, project
-from ata.quant.portfolio.qp import solve_qp
+from ata.quant.portfolio.qp import project_box_l1, solve_qp
 
 
 def _spd(n: int, seed: int, scale: float = 1e-4) -> np.ndarray:
@@ -254,3 +254,24 @@ def test_invalid_inputs_raise() -> None:
         op.MeanVariance().weights(np.eye(2))
     with pytest.raises(ValueError, match="net target"):
         op.MinimumVariance().weights(np.eye(2), constraints=Constraints.long_short_portfolio(2, 1.0, 1.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 25), radius=st.floats(0.01, 3.0))
+def test_box_l1_projection_equals_a_bisection_reference(seed: int, n: int, radius: float) -> None:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=n)
+    lower = -rng.uniform(0, 1, n) * (rng.random(n) < 0.7)
+    upper = rng.uniform(0, 1, n)
+
+    def at(lam: float) -> np.ndarray:
+        return np.clip(np.sign(v) * np.maximum(np.abs(v) - lam, 0.0), lower, upper)
+
+    lo_l, hi_l = 0.0, float(np.abs(v).max())
+    for _ in range(200):
+        mid = 0.5 * (lo_l + hi_l)
+        lo_l, hi_l = (mid, hi_l) if np.abs(at(mid)).sum() > radius else (lo_l, mid)
+    reference = at(0.0) if np.abs(at(0.0)).sum() <= radius else at(hi_l)
+    got = project_box_l1(v, lower, upper, radius)
+    assert got == pytest.approx(reference, abs=1e-12)
+    assert np.abs(got).sum() <= radius + 1e-12

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ata.quant.portfolio.qp import QPResult, solve_qp
+from ata.quant.portfolio.qp import QPResult, solve_l1_qp, solve_qp
 
 FloatArray = npt.NDArray[np.float64]
 Direction = Literal["long", "short", "both"]
@@ -127,6 +127,25 @@ class Constraints:
         return out
 
 
+def _general_rows(c: Constraints) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Net-target and cluster rows as ``(A, lo, hi)``."""
+    rows: list[FloatArray] = []
+    los: list[float] = []
+    his: list[float] = []
+    if c.net_target is not None:
+        rows.append(np.ones(c.n))
+        los.append(c.net_target)
+        his.append(c.net_target)
+    for cl in c.clusters:
+        member = np.zeros(c.n)
+        member[list(cl.members)] = 1.0
+        rows.append(member)
+        los.append(cl.lower)
+        his.append(cl.upper)
+    a = np.vstack(rows) if rows else np.zeros((0, c.n))
+    return a, np.array(los), np.array(his)
+
+
 def constrained_qp(
     p: npt.ArrayLike,
     q: npt.ArrayLike,
@@ -138,77 +157,40 @@ def constrained_qp(
 ) -> tuple[FloatArray, QPResult]:
     """Minimise ``½wᵀPw + qᵀw + turnover_cost·Σ|w − previous|`` over the feasible set.
 
-    Returns the weights (clipped onto the symbol bounds, which moves them by rounding only)
-    and the raw solver result.
+    Without absolute values (a one-signed portfolio and no turnover cost) the gross budget is
+    a linear row and :func:`~ata.quant.portfolio.qp.solve_qp` solves and polishes it. Otherwise
+    :func:`~ata.quant.portfolio.qp.solve_l1_qp` handles ``|w|`` and ``|w − previous|``
+    directly, and the signs it finds are fixed for an exact, polished second stage
+    (:func:`_sign_fixed_refinement`). Returns the weights (clipped onto the symbol bounds,
+    which moves them by rounding only) and the solver result.
     """
     c = constraints
-    n = c.n
     pm = np.asarray(p, dtype=np.float64)
     qv = np.asarray(q, dtype=np.float64)
     signed = bool(np.any(c.lower < 0.0) and np.any(c.upper > 0.0))
-    # Variable blocks: w, then s >= |w| (only with mixed signs), then t >= |w - previous|.
-    use_t = turnover_cost > 0.0 and previous is not None
-    blocks = 1 + int(signed) + int(use_t)
-    nv = n * blocks
-    big_p = np.zeros((nv, nv))
-    big_p[:n, :n] = pm
-    big_q = np.zeros(nv)
-    big_q[:n] = qv
-    eye = np.eye(n)
-    rows: list[FloatArray] = []
-    los: list[FloatArray] = []
-    his: list[FloatArray] = []
-
-    def add(block: FloatArray, lo: npt.ArrayLike, hi: npt.ArrayLike) -> None:
-        rows.append(np.atleast_2d(block))
-        los.append(np.atleast_1d(np.asarray(lo, dtype=np.float64)))
-        his.append(np.atleast_1d(np.asarray(hi, dtype=np.float64)))
-
-    def row(w_part: npt.ArrayLike, s_part: npt.ArrayLike | None = None, t_part: npt.ArrayLike | None = None) -> FloatArray:
-        parts = [np.atleast_2d(np.asarray(w_part, dtype=np.float64))]
-        k = parts[0].shape[0]
-        if signed:
-            parts.append(np.zeros((k, n)) if s_part is None else np.atleast_2d(np.asarray(s_part, dtype=np.float64)))
-        if use_t:
-            parts.append(np.zeros((k, n)) if t_part is None else np.atleast_2d(np.asarray(t_part, dtype=np.float64)))
-        return np.hstack(parts)
-
-    inf = math.inf
-    add(row(eye), c.lower, c.upper)
-    if c.net_target is not None:
-        add(row(np.ones(n)), c.net_target, c.net_target)
-    if signed:
-        add(row(eye, -eye), -inf * np.ones(n), np.zeros(n))  # w - s <= 0
-        add(row(-eye, -eye), -inf * np.ones(n), np.zeros(n))  # -w - s <= 0
-        add(row(np.zeros(n), np.ones(n)), -inf, c.gross_max)
-    elif c.long_only:
-        add(row(np.ones(n)), -inf, c.gross_max)
+    prev = None if previous is None or turnover_cost <= 0.0 else np.asarray(previous, dtype=np.float64)
+    a, lo, hi = _general_rows(c)
+    start = None if x0 is None else np.asarray(x0, dtype=np.float64)
+    if not signed and prev is None:
+        gross_row = np.ones((1, c.n)) if c.long_only else -np.ones((1, c.n))
+        res = solve_qp(pm, qv, np.vstack([np.eye(c.n), gross_row, a]), np.concatenate([c.lower, [-math.inf], lo]),
+                       np.concatenate([c.upper, [c.gross_max], hi]), x0=start)
     else:
-        add(row(-np.ones(n)), -inf, c.gross_max)
-    for cl in c.clusters:
-        member = np.zeros(n)
-        member[list(cl.members)] = 1.0
-        add(row(member), cl.lower, cl.upper)
-    if use_t:
-        prev = np.asarray(previous, dtype=np.float64)
-        big_q[nv - n :] = turnover_cost
-        add(row(eye, None, -eye), -inf * np.ones(n), prev)  # w - t <= prev
-        add(row(-eye, None, -eye), -inf * np.ones(n), -prev)  # -w - t <= -prev
-    start = None
-    if x0 is not None:
-        w0 = np.asarray(x0, dtype=np.float64)
-        start = np.concatenate([w0] + ([np.abs(w0)] if signed else []) + ([np.abs(w0 - np.asarray(previous))] if use_t else []))
-    res = solve_qp(big_p, big_q, np.vstack(rows), np.concatenate(los), np.concatenate(his), x0=start)
-    prev_w = np.asarray(previous, dtype=np.float64) if use_t else None
-    if (signed or use_t) and not res.polished:
-        sharp = _sign_fixed_refinement(pm, qv, c, res, turnover_cost=turnover_cost, previous=prev_w)
-        if sharp is not None:
-            res = sharp
-    w = np.clip(res.x[:n], c.lower, c.upper)
-    return w, res
+        # The second stage only needs the right signs: a loose first stage usually finds them;
+        # if not, ADMM continues from there to a tighter tolerance.
+        for eps in _L1_TOLERANCES:
+            res = solve_l1_qp(pm, qv, lower=c.lower, upper=c.upper, l1_radius=c.gross_max, a=a, lo=lo, hi=hi,
+                              l1_cost=turnover_cost, l1_centre=prev, x0=start, eps=eps)
+            sharp = _sign_fixed_refinement(pm, qv, c, res, turnover_cost=turnover_cost, previous=prev)
+            if sharp is not None:
+                res = sharp
+                break
+            start = res.x
+    return np.clip(res.x, c.lower, c.upper), res
 
 
 _SIGN_TOL = 1e-7
+_L1_TOLERANCES = (1e-5, 1e-7, 1e-9)
 
 
 def _sign_fixed_refinement(
@@ -236,20 +218,9 @@ def _sign_fixed_refinement(
         lo, hi = np.where(stay, previous, lo), np.where(stay, previous, hi)
     if np.any(lo > hi):
         return None
-    rows = [np.eye(n), sign[None, :]]
-    los = [lo, np.array([-math.inf])]
-    his = [hi, np.array([c.gross_max])]
-    if c.net_target is not None:
-        rows.append(np.ones((1, n)))
-        los.append(np.array([c.net_target]))
-        his.append(np.array([c.net_target]))
-    for cl in c.clusters:
-        member = np.zeros((1, n))
-        member[0, list(cl.members)] = 1.0
-        rows.append(member)
-        los.append(np.array([cl.lower]))
-        his.append(np.array([cl.upper]))
-    res = solve_qp(p, lin, np.vstack(rows), np.concatenate(los), np.concatenate(his), x0=w1)
+    a, a_lo, a_hi = _general_rows(c)
+    res = solve_qp(p, lin, np.vstack([np.eye(n), sign[None, :], a]), np.concatenate([lo, [-math.inf], a_lo]),
+                   np.concatenate([hi, [c.gross_max], a_hi]), x0=w1)
     w = np.clip(res.x, c.lower, c.upper)
     if not res.polished or c.violations(w):
         return None

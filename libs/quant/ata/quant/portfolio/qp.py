@@ -21,6 +21,7 @@ The objective is scaled by the mean diagonal of ``P`` first (covariances of dail
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ from scipy.linalg import cho_factor, cho_solve, lu_factor, lu_solve
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
-__all__ = ["QPResult", "solve_qp"]
+__all__ = ["QPResult", "project_box_l1", "solve_l1_qp", "solve_qp"]
 
 _EQ_RHO_SCALE = 1e3
 _RHO_MIN, _RHO_MAX = 1e-6, 1e6
@@ -122,6 +123,93 @@ def _polish(
     return x
 
 
+def _scale_of(pm: FloatArray) -> float:
+    """Objective scale: 1 / mean |diag P| (scaling the objective does not move the minimiser)."""
+    diag_mean = float(np.mean(np.abs(np.diag(pm)))) if pm.shape[0] else 1.0
+    return 1.0 / diag_mean if diag_mean > 0 else 1.0
+
+
+def _inf_norm(v: FloatArray) -> float:
+    return float(np.max(np.abs(v), initial=0.0))
+
+
+@dataclass
+class _Admm:
+    x: FloatArray
+    z: FloatArray
+    y: FloatArray
+    iterations: int
+    r_prim: float
+    r_dual: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class _Operator:
+    """The constraint matrix ``M`` as products, so structured blocks (identities) cost O(n)."""
+
+    rows: int
+    mv: Callable[[FloatArray], FloatArray]
+    rmv: Callable[[FloatArray], FloatArray]
+    gram: Callable[[FloatArray], FloatArray]  # Mᵀ diag(rho) M
+
+    @classmethod
+    def dense(cls, am: FloatArray) -> _Operator:
+        return cls(am.shape[0], lambda x: am @ x, lambda y: am.T @ y, lambda r: am.T @ (r[:, None] * am))
+
+
+def _admm(
+    ps: FloatArray,
+    qs: FloatArray,
+    am: _Operator,
+    project: Callable[[FloatArray, FloatArray], FloatArray],
+    equality: npt.NDArray[np.bool_],
+    *,
+    x0: FloatArray,
+    eps: float,
+    max_iter: int,
+    rho: float,
+    sigma: float,
+    alpha: float,
+) -> _Admm:
+    """OSQP's ADMM for ``min ½xᵀPx + qᵀx + g(Ax)``; ``project(v, rho)`` is the proximal map of
+    ``g`` at ``v`` with step ``1/rho`` (the projection onto the set when ``g`` is an indicator)."""
+    n = ps.shape[0]
+    x = x0.copy()
+    z = project(am.mv(x), _rho_vector(rho, equality))
+    y = np.zeros(am.rows)
+    rho_v = _rho_vector(rho, equality)
+    factor = cho_factor(ps + sigma * np.eye(n) + am.gram(rho_v), check_finite=False)
+    r_prim = r_dual = math.inf
+    it = 0
+    for it in range(1, max_iter + 1):
+        x_t = cho_solve(factor, sigma * x - qs + am.rmv(rho_v * z - y), check_finite=False)
+        z_t = am.mv(x_t)
+        x = alpha * x_t + (1 - alpha) * x
+        z_relax = alpha * z_t + (1 - alpha) * z
+        z_new = project(z_relax + y / rho_v, rho_v)
+        y = y + rho_v * (z_relax - z_new)
+        z = z_new
+        if it % 5 and it != max_iter:
+            continue
+        ax, px, aty = am.mv(x), ps @ x, am.rmv(y)
+        r_prim = _inf_norm(ax - z)
+        r_dual = _inf_norm(px + qs + aty)
+        prim_scale = max(_inf_norm(ax), _inf_norm(z), 1e-12)
+        dual_scale = max(_inf_norm(px), _inf_norm(aty), _inf_norm(qs), 1e-12)
+        if r_prim <= eps * (1 + prim_scale) and r_dual <= eps * (1 + dual_scale):
+            break
+        if it % _ADAPT_EVERY == 0:
+            ratio = math.sqrt((r_prim / prim_scale) / max(r_dual / dual_scale, 1e-300))
+            new_rho = min(max(rho * ratio, _RHO_MIN), _RHO_MAX)
+            if new_rho > 5 * rho or new_rho < rho / 5:
+                rho = new_rho
+                rho_v = _rho_vector(rho, equality)
+                factor = cho_factor(ps + sigma * np.eye(n) + am.gram(rho_v), check_finite=False)
+    ok = r_prim <= eps * 10 and r_dual <= eps * 10 * max(1.0, _inf_norm(qs))
+    return _Admm(x, z, y, it, r_prim, r_dual, ok)
+
+
 def solve_qp(
     p: npt.ArrayLike,
     q: npt.ArrayLike,
@@ -133,9 +221,6 @@ def solve_qp(
     eps: float = 1e-7,
     feasibility_tol: float = 1e-10,
     max_iter: int = 10_000,
-    rho: float = 0.1,
-    sigma: float = 1e-6,
-    alpha: float = 1.6,
 ) -> QPResult:
     """Minimise ``½xᵀPx + qᵀx`` s.t. ``lo ≤ Ax ≤ hi`` (see the module docstring).
 
@@ -152,50 +237,116 @@ def solve_qp(
         raise ValueError("inconsistent QP dimensions")
     if np.any(l_ > u_):
         raise ValueError("a constraint has lower > upper")
-    diag_mean = float(np.mean(np.abs(np.diag(pm)))) if n else 1.0
-    c = 1.0 / diag_mean if diag_mean > 0 else 1.0
+    c = _scale_of(pm)
     ps, qs = pm * c, np.asarray(q, dtype=np.float64) * c
-    equality = l_ == u_
-    x = np.zeros(n) if x0 is None else np.asarray(x0, dtype=np.float64).copy()
-    z = np.clip(am @ x, l_, u_)
-    y = np.zeros(am.shape[0])
-    rho_v = _rho_vector(rho, equality)
-    factor = cho_factor(ps + sigma * np.eye(n) + am.T @ (rho_v[:, None] * am))
-    r_prim = r_dual = math.inf
-    it = 0
-    for it in range(1, max_iter + 1):
-        x_t = cho_solve(factor, sigma * x - qs + am.T @ (rho_v * z - y))
-        z_t = am @ x_t
-        x = alpha * x_t + (1 - alpha) * x
-        z_relax = alpha * z_t + (1 - alpha) * z
-        z_new = np.clip(z_relax + y / rho_v, l_, u_)
-        y = y + rho_v * (z_relax - z_new)
-        z = z_new
-        if it % 5 and it != max_iter:
-            continue
-        ax, px, aty = am @ x, ps @ x, am.T @ y
-        r_prim = float(np.max(np.abs(ax - z), initial=0.0))
-        r_dual = float(np.max(np.abs(px + qs + aty), initial=0.0))
-        prim_scale = max(float(np.max(np.abs(ax), initial=0.0)), float(np.max(np.abs(z), initial=0.0)), 1e-12)
-        dual_scale = max(float(np.max(np.abs(px), initial=0.0)), float(np.max(np.abs(aty), initial=0.0)),
-                         float(np.max(np.abs(qs), initial=0.0)), 1e-12)
-        if r_prim <= eps * (1 + prim_scale) and r_dual <= eps * (1 + dual_scale):
-            break
-        if it % _ADAPT_EVERY == 0:
-            ratio = math.sqrt((r_prim / prim_scale) / max(r_dual / dual_scale, 1e-300))
-            new_rho = min(max(rho * ratio, _RHO_MIN), _RHO_MAX)
-            if new_rho > 5 * rho or new_rho < rho / 5:
-                rho = new_rho
-                rho_v = _rho_vector(rho, equality)
-                factor = cho_factor(ps + sigma * np.eye(n) + am.T @ (rho_v[:, None] * am))
-    admm_ok = r_prim <= eps * 10 and r_dual <= eps * 10 * max(1.0, float(np.max(np.abs(qs), initial=0.0)))
-    polished = _polish(ps, qs, am, l_, u_, z=z, y=y, tol=feasibility_tol)
+    start = np.zeros(n) if x0 is None else np.asarray(x0, dtype=np.float64)
+    run = _admm(ps, qs, _Operator.dense(am), lambda v, _rho: np.clip(v, l_, u_), l_ == u_, x0=start,
+                eps=eps, max_iter=max_iter, rho=0.1, sigma=1e-6, alpha=1.6)
+    x, y, r_prim, r_dual = run.x, run.y, run.r_prim, run.r_dual
+    polished = _polish(ps, qs, am, l_, u_, z=run.z, y=y, tol=feasibility_tol)
     # A wrong active-set guess gives a feasible but worse point: keep the polished point only if
     # it is no worse than the ADMM iterate (degenerate vertices make dual-sign tests unreliable).
     # The ADMM iterate is infeasible by about r_prim, which can lower its objective by about
     # r_prim * |y| (and r_dual * |x| from stationarity): that much slack is allowed.
     f_admm = _objective(ps, qs, x)
-    slack = 10 * (r_prim * (1 + float(np.max(np.abs(y), initial=0.0))) + r_dual * (1 + float(np.max(np.abs(x), initial=0.0))))
-    if polished is not None and admm_ok and _objective(ps, qs, polished) <= f_admm + slack + eps * (1 + abs(f_admm)):
-        return QPResult(polished, it, True, True, _violation(polished, am, l_, u_), r_dual)
-    return QPResult(x, it, admm_ok, False, r_prim, r_dual)
+    slack = 10 * (r_prim * (1 + _inf_norm(y)) + r_dual * (1 + _inf_norm(x)))
+    if polished is not None and run.ok and _objective(ps, qs, polished) <= f_admm + slack + eps * (1 + abs(f_admm)):
+        return QPResult(polished, run.iterations, True, True, _violation(polished, am, l_, u_), r_dual)
+    return QPResult(x, run.iterations, run.ok, False, r_prim, r_dual)
+
+
+def project_box_l1(v: FloatArray, lower: FloatArray, upper: FloatArray, radius: float) -> FloatArray:
+    """Euclidean projection of ``v`` onto ``{x : lower ≤ x ≤ upper, Σ|x| ≤ radius}``.
+
+    The projection is ``clip(soft(v, λ), lower, upper)`` with the smallest ``λ ≥ 0`` meeting the
+    radius (separable problem plus one coupling constraint). When every box contains 0,
+    ``f(λ) = Σ min(max(|v_i| − λ, 0), cap_i)`` is piecewise linear with breakpoints
+    ``|v_i| − cap_i`` and ``|v_i|``: sorting them gives ``λ`` exactly in O(n log n).
+    Otherwise ``λ`` is found by bisection (``f`` does not increase with ``λ``).
+    """
+    def at(lam: float) -> FloatArray:
+        out: FloatArray = np.clip(np.sign(v) * np.maximum(np.abs(v) - lam, 0.0), lower, upper)
+        return out
+
+    x = at(0.0)
+    if float(np.abs(x).sum()) <= radius:
+        return x
+    if np.all(lower <= 0.0) and np.all(upper >= 0.0):
+        a = np.abs(v)
+        cap = np.where(v >= 0.0, upper, -lower)
+        points = np.concatenate([a - cap, a])
+        order = np.argsort(points, kind="stable")
+        bp = points[order]
+        slope = -np.cumsum(np.concatenate([np.ones(a.shape[0]), -np.ones(a.shape[0])])[order])
+        # f at each breakpoint, walking from the first one where every term is at its cap
+        f = float(cap.sum()) + np.concatenate([[0.0], np.cumsum(slope[:-1] * np.diff(bp))])
+        k = int(np.searchsorted(-f, -radius, side="left"))  # first breakpoint with f <= radius
+        if 0 < k < bp.shape[0] and slope[k - 1] < 0:
+            lam = bp[k - 1] + (f[k - 1] - radius) / -slope[k - 1]
+            return at(max(lam, 0.0))
+    lo_l, hi_l = 0.0, _inf_norm(v)
+    for _ in range(64):
+        mid = 0.5 * (lo_l + hi_l)
+        if float(np.abs(at(mid)).sum()) > radius:
+            lo_l = mid
+        else:
+            hi_l = mid
+    return at(hi_l)
+
+
+def solve_l1_qp(
+    p: npt.ArrayLike,
+    q: npt.ArrayLike,
+    *,
+    lower: FloatArray,
+    upper: FloatArray,
+    l1_radius: float,
+    a: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    l1_cost: float = 0.0,
+    l1_centre: FloatArray | None = None,
+    x0: FloatArray | None = None,
+    eps: float = 1e-7,
+    max_iter: int = 10_000,
+) -> QPResult:
+    """Minimise ``½xᵀPx + qᵀx + l1_cost·Σ|x − l1_centre|`` s.t. ``lower ≤ x ≤ upper``,
+    ``Σ|x| ≤ l1_radius`` and ``lo ≤ Ax ≤ hi``, by the same ADMM with the box-and-ℓ1 projection
+    and the soft-threshold proximal map as the non-smooth parts (no auxiliary variables).
+    Not polished: callers refine the result (see ``constraints.constrained_qp``).
+    """
+    pm = np.asarray(p, dtype=np.float64)
+    n = pm.shape[0]
+    c = _scale_of(pm)
+    ps, qs = pm * c, np.asarray(q, dtype=np.float64) * c
+    with_cost = l1_cost > 0.0 and l1_centre is not None
+    m = a.shape[0]
+    k = n + m + (n if with_cost else 0)
+
+    def mv(x: FloatArray) -> FloatArray:
+        return np.concatenate([x, a @ x, x] if with_cost else [x, a @ x])
+
+    def rmv(y: FloatArray) -> FloatArray:
+        out: FloatArray = y[:n] + a.T @ y[n : n + m]
+        return out + y[n + m :] if with_cost else out
+
+    def gram(r: FloatArray) -> FloatArray:
+        g: FloatArray = a.T @ (r[n : n + m, None] * a)
+        g[np.diag_indices(n)] += r[:n] + (r[n + m :] if with_cost else 0.0)
+        return g
+
+    am = _Operator(k, mv, rmv, gram)
+    equality = np.concatenate([np.zeros(n, dtype=bool), lo == hi] + ([np.zeros(n, dtype=bool)] if with_cost else []))
+    centre = np.zeros(n) if l1_centre is None else l1_centre
+    threshold = l1_cost * c
+
+    def project(v: FloatArray, rho_v: FloatArray) -> FloatArray:
+        parts = [project_box_l1(v[:n], lower, upper, l1_radius), np.clip(v[n : n + m], lo, hi)]
+        if with_cost:
+            d = v[n + m :] - centre
+            parts.append(centre + np.sign(d) * np.maximum(np.abs(d) - threshold / rho_v[n + m :], 0.0))
+        return np.concatenate(parts)
+
+    start = np.clip(np.zeros(n) if x0 is None else x0, lower, upper)
+    run = _admm(ps, qs, am, project, equality, x0=start, eps=eps, max_iter=max_iter, rho=0.1, sigma=1e-6, alpha=1.6)
+    return QPResult(run.z[:n].copy(), run.iterations, run.ok, False, run.r_prim, run.r_dual)
