@@ -248,7 +248,9 @@ class SimulatedExchange:
         ts_open, ts = bar.ts_open, bar.ts_event
         self._market[symbol] = MarketState(last=bar.close)
         changed: list[BrokerOrder] = []
-        for order in self._live(symbol, ts):
+        # Expiry is judged at the bar's open: a DAY order placed after one close trades at the next
+        # session's open, before that session's close expires it.
+        for order in self._live(symbol, ts_open, changed):
             if order.eligible_ts > ts_open or volume <= 0:
                 continue
             buy = order.request.side is Side.BUY
