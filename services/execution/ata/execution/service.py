@@ -30,12 +30,14 @@ from ata.events import (
     TopicRegistry,
 )
 from ata.events.orders import ORDER_LIFECYCLE
+from ata.execution.brokers.alpaca import AlpacaBroker
 from ata.execution.brokers.sim_client import SimulatedHttpBroker
 from ata.execution.brokers.simulated import FeeModel, SimConfig, SimulatedBroker, SimulatedExchange
 from ata.execution.config import ExecutionSettings
 from ata.execution.core.engine import BrokerRoute, EngineConfig, ExecutionEngine, TwapPolicy
 from ata.execution.core.ports import BrokerError, BrokerPort
 from ata.execution.core.slippage import model_from_name
+from ata.execution.recovery import JournalRecovery, JournalRecoveryError
 from ata.execution.store import RedisOrderStore
 from ata.runtime import metrics
 from ata.runtime.bus import Delivery
@@ -83,6 +85,8 @@ def build_ports(settings: ExecutionSettings) -> list[BrokerRoute]:
                                    participation=settings.sim_participation)
                 port = SimulatedBroker("sim", SimulatedExchange(config), clock=time.time_ns)
             routes.append(BrokerRoute(port, priority=priority, fee_bps=settings.sim_fee_bps))
+        elif name == "alpaca":
+            routes.append(BrokerRoute(AlpacaBroker.from_settings(settings), priority=priority, fee_bps=settings.alpaca_fee_bps))
         else:
             raise ConfigError("ExecutionSettings", [f"ATA_EXECUTION_BROKERS (field brokers): unknown broker {name!r}"])
     return routes
@@ -108,6 +112,9 @@ class ExecutionService(Service):
                               inflight_recheck_ns=exec_settings.inflight_recheck_ms * 1_000_000,
                               adopt_extra_orders=exec_settings.adopt_extra_orders)
         self.engine = ExecutionEngine(build_ports(exec_settings), self.store, time.time_ns, config)
+        self.recovery = (JournalRecovery(settings.journal_url, exec_settings.journal_recovery,
+                                         required=exec_settings.journal_recovery_required)
+                         if exec_settings.journal_recovery != "off" else None)
 
     @classmethod
     def from_env(cls) -> Self:
@@ -117,14 +124,21 @@ class ExecutionService(Service):
         return self.engine.ready
 
     async def on_start(self) -> None:
-        """Reconcile with every broker before the consumer starts; retry until it works."""
+        """Journal recovery (:mod:`ata.execution.recovery`), then reconciliation with every broker, before the
+        consumer starts; each is retried until it works (a journal that is not required may be skipped)."""
         backoff = Backoff(initial_s=0.2, cap_s=5.0, max_attempts=None)
         attempt = 0
+        recovered = self.recovery is None
         while True:
             try:
+                if not recovered:
+                    assert self.recovery is not None
+                    ports = [route.port for route in self.engine.routes.values()]
+                    await self.recovery.run(ports, self.store, self.bus, self.source)
+                    recovered = True
                 events = await self.engine.start()
                 break
-            except BrokerError as exc:
+            except (BrokerError, JournalRecoveryError) as exc:
                 self.log.warning("startup reconciliation failed, retrying: %s", exc)
                 await asyncio.sleep(backoff.ceiling(attempt))
                 attempt += 1
