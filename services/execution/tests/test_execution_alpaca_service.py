@@ -48,7 +48,7 @@ def test_prod_without_alpaca_needs_no_alpaca_keys(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ATA_EXECUTION_BROKERS", "sim")
     assert load_settings(ExecutionSettings).alpaca_api_key is None
     monkeypatch.setenv("ATA_EXECUTION_BROKERS", "sim,ib")
-    with pytest.raises(ConfigError, match="ATA_EXECUTION_BROKERS.*unknown broker"):
+    with pytest.raises(ConfigError, match=r"ATA_EXECUTION_BROKERS.*unknown broker"):
         load_settings(ExecutionSettings)
 
 

@@ -125,11 +125,21 @@ class JournalRecovery:
         """Write the orders recovery examined into ``record`` where the journal is ahead; returns their ids."""
         touched = set(report.orphans) | {f.client_order_id for f in report.findings}
         local = {o["client_order_id"]: o for o in await record.load()}
+        positions = await record.load_positions()
+        changed: set[str] = set()
         merged = []
         for coid in sorted(touched):
             order = book.get(coid)
             if order is None or order.broker not in brokers or not journal_ahead(order, local.get(coid)):
                 continue
+            # Fills the record never saw move the record's positions as they would have live.
+            known = TrackedOrder.restore(local[coid]).cum_filled_qty if coid in local else 0.0
+            if order.cum_filled_qty > known:
+                book_of = positions.setdefault(order.broker, {})
+                book_of[order.symbol] = book_of.get(order.symbol, 0.0) + order.side.sign * (order.cum_filled_qty - known)
+                changed.add(order.broker)
             await record.save(order)
             merged.append(coid)
+        for broker in sorted(changed):
+            await record.save_positions(broker, positions[broker])
         return merged
