@@ -146,6 +146,22 @@ def _general_rows(c: Constraints) -> tuple[FloatArray, FloatArray, FloatArray]:
     return a, np.array(los), np.array(his)
 
 
+def _with_gross_row(
+    sign: FloatArray, c: Constraints, general: tuple[FloatArray, FloatArray, FloatArray], lower: FloatArray, upper: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``(A, lo, hi)`` of bounds, the linear gross row ``sign·w <= gross_max`` and the general rows.
+
+    With a net target and one sign throughout, ``Σ|w| = |Σw| = |net_target| <= gross_max``
+    already: the gross row would duplicate the net row (a degenerate active set), so it is left out.
+    """
+    a, a_lo, a_hi = general
+    redundant = c.net_target is not None and (np.all(sign >= 0) or np.all(sign <= 0))
+    rows = [np.eye(c.n)] + ([] if redundant else [sign[None, :]]) + [a]
+    los = [lower] + ([] if redundant else [np.array([-math.inf])]) + [a_lo]
+    his = [upper] + ([] if redundant else [np.array([c.gross_max])]) + [a_hi]
+    return np.vstack(rows), np.concatenate(los), np.concatenate(his)
+
+
 def constrained_qp(
     p: npt.ArrayLike,
     q: npt.ArrayLike,
@@ -172,9 +188,8 @@ def constrained_qp(
     a, lo, hi = _general_rows(c)
     start = None if x0 is None else np.asarray(x0, dtype=np.float64)
     if not signed and prev is None:
-        gross_row = np.ones((1, c.n)) if c.long_only else -np.ones((1, c.n))
-        res = solve_qp(pm, qv, np.vstack([np.eye(c.n), gross_row, a]), np.concatenate([c.lower, [-math.inf], lo]),
-                       np.concatenate([c.upper, [c.gross_max], hi]), x0=start)
+        gross_row = np.ones(c.n) if c.long_only else -np.ones(c.n)
+        res = solve_qp(pm, qv, *_with_gross_row(gross_row, c, (a, lo, hi), c.lower, c.upper), x0=start)
     else:
         # The second stage only needs the right signs: a loose first stage usually finds them;
         # if not, ADMM continues from there to a tighter tolerance.
@@ -218,9 +233,7 @@ def _sign_fixed_refinement(
         lo, hi = np.where(stay, previous, lo), np.where(stay, previous, hi)
     if np.any(lo > hi):
         return None
-    a, a_lo, a_hi = _general_rows(c)
-    res = solve_qp(p, lin, np.vstack([np.eye(n), sign[None, :], a]), np.concatenate([lo, [-math.inf], a_lo]),
-                   np.concatenate([hi, [c.gross_max], a_hi]), x0=w1)
+    res = solve_qp(p, lin, *_with_gross_row(sign, c, _general_rows(c), lo, hi), x0=w1)
     w = np.clip(res.x, c.lower, c.upper)
     if not res.polished or c.violations(w):
         return None
