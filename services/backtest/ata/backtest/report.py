@@ -25,6 +25,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import orjson
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ata.backtest.recorder import Records
@@ -80,10 +81,14 @@ def _equity_figure(records: Records) -> Figure:
         if colour is not None:
             ax.axvspan(dates[lo], dates[hi], color=colour, alpha=0.6, linewidth=0)
     ax.plot(dates, records.equity, color="#1f4e79", linewidth=1.2, label="equity")
-    ax.set_title("Equity (background: confirmed market regime)")
-    ax.set_ylabel("account value")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.6) for c in REGIME_COLOURS.values()]
     ax.legend([ax.lines[0], *handles], ["equity", *REGIME_COLOURS], loc="upper left", fontsize=7, ncol=4)
+    return _finish_time_axes(fig, ax, "Equity (background: confirmed market regime)", "account value")
+
+
+def _finish_time_axes(fig: Figure, ax: Axes, title: str, ylabel: str) -> Figure:
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -95,12 +100,7 @@ def _drawdown_figure(records: Records) -> Figure:
     dd = drawdown_series(records.equity)
     dates = _dates(records)
     ax.fill_between(dates, -dd * 100, 0, color="#b03a2e", alpha=0.6)
-    ax.set_title("Drawdown")
-    ax.set_ylabel("% below peak")
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish_time_axes(fig, ax, "Drawdown", "% below peak")
 
 
 def _attribution_figure(records: Records) -> Figure:
