@@ -8,6 +8,8 @@ from ata.marketdata.core.calendar import SessionCalendar
 from ata.marketdata.core.integrity import DataBreaker, IntegrityChecker, IntegrityConfig
 from ata.marketdata.core.records import (
     BadRecord,
+    BarBatch,
+    CleanBars,
     MalformedRecordError,
     RawBar,
     RawQuote,
@@ -17,6 +19,6 @@ from ata.marketdata.core.records import (
 )
 
 __all__ = [
-    "BadRecord", "DataBreaker", "IntegrityChecker", "IntegrityConfig", "MalformedRecordError", "RawBar", "RawQuote",
-    "RegimeObservation", "SessionCalendar", "SourceItem", "timeframe_ns",
+    "BadRecord", "BarBatch", "CleanBars", "DataBreaker", "IntegrityChecker", "IntegrityConfig", "MalformedRecordError",
+    "RawBar", "RawQuote", "RegimeObservation", "SessionCalendar", "SourceItem", "timeframe_ns",
 ]

@@ -17,11 +17,8 @@ from __future__ import annotations
 import bisect
 
 import numpy as np
-import numpy.typing as npt
 
-from ata.marketdata.core.records import NS_PER_DAY, timeframe_ns
-
-I64 = npt.NDArray[np.int64]
+from ata.marketdata.core.records import I64, NS_PER_DAY, timeframe_ns
 
 
 class SessionCalendar:
@@ -74,6 +71,10 @@ class SessionCalendar:
     def session_bounds(self, index: int) -> tuple[int, int]:
         return self._opens_list[index], self._closes_list[index]
 
+    def bounds(self, indices: I64) -> tuple[I64, I64]:
+        """``(opens, closes)`` of the sessions at ``indices``."""
+        return self._opens[indices], self._closes[indices]
+
     def daily_bar_times(self, ts_ns: int) -> tuple[int, int] | None:
         """``(open, close)`` of the session on ``ts_ns``'s date, if it is a session (early closes included)."""
         index = self.session_of_date(ts_ns)
@@ -97,6 +98,25 @@ class SessionCalendar:
         if index is None:
             return None
         return self._cumulative(bar_ns)[index] + (ts_open_ns - self._opens_list[index]) // bar_ns
+
+    def slots(self, ts_open_ns: I64, timeframe: str) -> I64:
+        """:meth:`slot` of every element of ``ts_open_ns`` at once, ``-1`` where :meth:`slot` is ``None``."""
+        bar_ns = timeframe_ns(timeframe)
+        none = np.full(len(ts_open_ns), -1, dtype=np.int64)
+        if bar_ns > NS_PER_DAY:
+            return none
+        if bar_ns == NS_PER_DAY:
+            labels = ts_open_ns - ts_open_ns % NS_PER_DAY
+            index = np.searchsorted(self._labels, labels, side="left")
+            found = index < len(self._labels)
+            found[found] = self._labels[index[found]] == labels[found]
+            return np.where(found, index, none)
+        index = np.searchsorted(self._opens, ts_open_ns, side="right") - 1
+        inside = index >= 0
+        inside[inside] = ts_open_ns[inside] < self._closes[index[inside]]
+        safe = np.where(inside, index, 0)
+        cumulative = np.asarray(self._cumulative(bar_ns), dtype=np.int64)
+        return np.where(inside, cumulative[safe] + (ts_open_ns - self._opens[safe]) // bar_ns, none)
 
     def next_due_ns(self, ts_open: int, timeframe: str) -> int | None:
         """Close time of the slot after the bar opening at ``ts_open``: when the next bar is due."""

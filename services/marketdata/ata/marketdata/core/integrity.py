@@ -38,10 +38,13 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
 
 from ata.events import (
     AnomalyKind,
@@ -53,10 +56,16 @@ from ata.events import (
     QuoteUpdated,
     Severity,
 )
+from ata.events.envelope import MAX_TS_NS, MIN_TS_NS
 from ata.events.values import MARKET_KEY
+from ata.marketdata.core.batch import RollingWindows, log_returns, missing_by_time, missing_slots, order_gap_value_ok
 from ata.marketdata.core.calendar import SessionCalendar
 from ata.marketdata.core.records import (
+    I64,
+    SYMBOL_REGEX,
     BadRecord,
+    BarBatch,
+    CleanBars,
     MalformedRecordError,
     RawBar,
     RawQuote,
@@ -65,6 +74,10 @@ from ata.marketdata.core.records import (
     timeframe_ns,
 )
 
+#: BarClosed's timeframe constraint (the batch path proves it once per batch).
+_TIMEFRAME_PATTERN = re.compile(BarClosed.model_fields["timeframe"].metadata[0].pattern)
+#: Rows screened at once by the batch path: small after an anomaly, doubling while rows stay clean.
+_MIN_BLOCK, _MAX_BLOCK = 64, 8192
 #: Scale factor making the median absolute deviation a consistent estimator of sigma.
 MAD_TO_SIGMA = 1.4826
 Evidence = dict[str, str | float | int | bool | None]
@@ -246,6 +259,103 @@ class IntegrityChecker:
         if isinstance(item, RegimeObservation):
             return [self._truth(item, ts_init)]
         return self._on_bad_record(item, ts_init)
+
+    def process_batch(self, batch: BarBatch, ts_init: int) -> list[CleanBars | Message]:
+        """What :meth:`process` gives for ``batch.items()`` one by one, with runs of clean bars left unbuilt.
+
+        Per symbol (symbols in ``batch.symbols`` order, each symbol's rows in batch order) the
+        outputs equal :meth:`process`'s for that symbol's records, except that a run of clean bars
+        is returned as :class:`CleanBars` (rows whose :class:`BarClosed` satisfies every constraint
+        of the model, proven here) instead of built messages; the checker's state afterwards is
+        the same. Across symbols the order is by symbol, not by time (topics are keyed by symbol).
+
+        While a symbol is in a steady state (a full spike window, breaker closed), its rows are
+        screened in blocks with numpy (:mod:`ata.marketdata.core.batch`); a row the screen does not
+        pass, and every row while the state is not steady, goes through :meth:`process`.
+        """
+        eligible = (batch.source not in self.reference_sources and not self.reference_sources
+                    and _TIMEFRAME_PATTERN.fullmatch(batch.timeframe) is not None and 1 <= len(self.source) <= 200
+                    and len(batch.venue) <= 64 and MIN_TS_NS <= ts_init <= MAX_TS_NS)
+        order = np.argsort(batch.symbol_index, kind="stable")
+        bounds = np.searchsorted(batch.symbol_index[order], np.arange(len(batch.symbols) + 1))
+        out: list[CleanBars | Message] = []
+        for code, symbol in enumerate(batch.symbols):
+            rows = order[bounds[code]:bounds[code + 1]]
+            fast = eligible and SYMBOL_REGEX.fullmatch(symbol) is not None
+            pos, block = 0, _MIN_BLOCK
+            while pos < len(rows):
+                state = self._symbols.get(symbol)
+                if fast and state is not None and self._steady(state):
+                    clean = self._clean_run(batch, rows[pos:pos + block], state)
+                    if clean:
+                        out.append(CleanBars(batch, rows[pos:pos + clean]))
+                    if clean == len(rows[pos:pos + block]):
+                        pos, block = pos + clean, min(2 * block, _MAX_BLOCK)
+                        continue
+                    pos, block = pos + clean, _MIN_BLOCK
+                out.extend(self.process(batch.raw(int(rows[pos])), ts_init))
+                pos += 1
+        return out
+
+    def _steady(self, state: _SymbolState) -> bool:
+        """Whether the next bars can be screened in bulk: a full spike window, a reference close, breaker closed."""
+        return (state.last_ts_open is not None and state.last_clean_close is not None and not state.breaker.open
+                and len(state.returns) == self.config.spike_window_bars)
+
+    def _clean_run(self, batch: BarBatch, rows: I64, state: _SymbolState) -> int:
+        """How many leading ``rows`` the per-record path would publish with no anomaly; advances ``state`` over them."""
+        cfg = self.config
+        assert state.last_ts_open is not None and state.last_clean_close is not None
+        ts_open, ts_close = batch.ts_open[rows], batch.ts_close[rows]
+        values = (batch.open[rows], batch.high[rows], batch.low[rows], batch.close[rows], batch.volume[rows])
+        slots = None if self.calendar is None else self.calendar.slots(ts_open, batch.timeframe)
+        missing = None
+        if cfg.detect_gaps:
+            missing = (missing_by_time(ts_open, state.last_ts_open, timeframe_ns(batch.timeframe)) if slots is None
+                       else missing_slots(slots, state.last_slot))
+        ok = order_gap_value_ok(ts_open, ts_close, values, last_ts_open=state.last_ts_open, missing=missing)
+        clean = len(rows) if ok.all() else int(np.argmin(ok))
+        returns = log_returns(values[3][:clean], state.last_clean_close)
+        if clean:
+            windows = RollingWindows(list(state.returns), returns, cfg.spike_window_bars)
+            threshold = cfg.spike_robust_z_threshold * cfg.spike_min_scale
+            for i in np.flatnonzero(np.abs(np.asarray(returns) - windows.median) > threshold).tolist():
+                if self._robust_z_if_extreme(returns[i], float(windows.median[i]), windows.sorted_window(i)) is not None:
+                    clean = i
+                    break
+        if clean:
+            self._advance_clean(state, batch, rows[:clean], returns[:clean])
+            if slots is not None:
+                state.last_slot = int(slots[clean - 1]) if slots[clean - 1] >= 0 else None
+        return clean
+
+    def _advance_clean(self, state: _SymbolState, batch: BarBatch, rows: I64, returns: list[float]) -> None:
+        """The state after :meth:`_on_bar` published ``rows`` as clean bars, one by one (``last_slot`` aside)."""
+        cfg = self.config
+        limit = cfg.duplicate_memory_bars
+        recent = rows[-limit:]
+        columns = (batch.open[recent], batch.high[recent], batch.low[recent], batch.close[recent], batch.volume[recent])
+        for ts, values in zip(batch.ts_open[recent].tolist(), zip(*(c.tolist() for c in columns), strict=True), strict=True):
+            state.occurrences[ts] = 1  # every ts is new: all earlier ones are <= last_ts_open
+            if len(state.occurrences) > limit:
+                del state.occurrences[next(iter(state.occurrences))]
+            _put_bounded(state.seen, ts, values, limit)
+        last = int(rows[-1])
+        state.last_ts_open = int(batch.ts_open[last])
+        state.last_ts_close = int(batch.ts_close[last])
+        state.last_timeframe = batch.timeframe
+        state.last_quarantined = False
+        state.stale = False
+        state.last_clean_close = float(batch.close[last])
+        state.consecutive_spikes = 0
+        state.returns.extend(returns)
+        for _ in range(len(state.returns) - cfg.spike_window_bars):
+            state.returns.popleft()
+        state.sorted_returns = sorted(state.returns)
+        outcomes = state.breaker.outcomes
+        outcomes.extend([False] * min(len(rows), state.breaker.window_bars))
+        for _ in range(len(outcomes) - state.breaker.window_bars):
+            outcomes.popleft()
 
     def tick(self, now_ns: int, ts_init: int) -> list[Message]:
         """Stale-feed check at event-time ``now_ns``: one anomaly per symbol and stale episode."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
@@ -103,6 +104,55 @@ class BadRecord(NamedTuple):
 
 
 SourceItem = RawBar | RawQuote | RegimeObservation | BadRecord
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class BarBatch:
+    """Bars of one source and timeframe as columns, rows in the order the source would yield them one by one.
+
+    The columnar form of a run of :class:`RawBar` s for historical replay: ``symbols`` holds the
+    distinct symbols, ``symbol_index`` each row's index into it; ``location(i)`` is row ``i``'s
+    ``file:line`` (only computed for rows whose anomalies need it). :meth:`raw` is row ``i`` as the
+    record the per-record path would have received, so both paths see the same values.
+    """
+
+    source: str
+    timeframe: str
+    venue: str
+    symbols: tuple[str, ...]
+    symbol_index: I64
+    ts_open: I64
+    ts_close: I64
+    open: F64
+    high: F64
+    low: F64
+    close: F64
+    volume: F64
+    location: Callable[[int], str]
+
+    def __len__(self) -> int:
+        return len(self.ts_open)
+
+    def raw(self, i: int) -> RawBar:
+        return RawBar(self.source, self.symbols[self.symbol_index[i]], self.timeframe, int(self.ts_open[i]),
+                      int(self.ts_close[i]), float(self.open[i]), float(self.high[i]), float(self.low[i]),
+                      float(self.close[i]), float(self.volume[i]), venue=self.venue, location=self.location(i))
+
+    def items(self) -> Iterator[RawBar]:
+        """The rows as records, in order (what the per-record path consumes)."""
+        return (self.raw(i) for i in range(len(self)))
+
+
+@dataclass(frozen=True, eq=False)
+class CleanBars:
+    """Rows of ``batch`` (one symbol, in order) proven clean: each is a ``BarClosed`` satisfying every constraint of
+    the model, so the shell may encode them without building the models (see ``IntegrityChecker.process_batch``)."""
+
+    batch: BarBatch
+    rows: I64
 
 
 #: Epoch numbers below these magnitudes are seconds, ms, us (else ns); valid for 1973..2286.

@@ -24,6 +24,7 @@ import csv
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -31,9 +32,12 @@ import pyarrow.compute as pc
 
 from ata.marketdata.core.calendar import SessionCalendar
 from ata.marketdata.core.records import (
+    F64,
+    I64,
     NS_PER_DAY,
     SYMBOL_REGEX,
     BadRecord,
+    BarBatch,
     ParsedRow,
     RawBar,
     SourceItem,
@@ -57,6 +61,16 @@ class BarTimes:
         self.bar_ns = timeframe_ns(timeframe)
         self.daily = is_daily(timeframe)
         self.calendar = calendar
+
+    def of_array(self, ts: I64) -> tuple[I64, I64]:
+        """:meth:`of` over an array: ``(ts_open, ts_close)`` arrays."""
+        if self.daily and self.calendar is not None:
+            index = self.calendar.slots(ts, "1d")
+            found = index >= 0
+            opens, closes = self.calendar.bounds(np.where(found, index, 0))
+            midnight = ts - ts % NS_PER_DAY
+            return np.where(found, opens, midnight), np.where(found, closes, midnight + NS_PER_DAY)
+        return ts, ts + self.bar_ns
 
     def of(self, ts: int) -> tuple[int, int]:
         if self.daily and self.calendar is not None:
@@ -87,12 +101,14 @@ class _RowReader:
         except ValueError:
             return None
         converted = _columnar(table, columns, self.default_symbol)
-        return None if converted is None else self._bars(*converted, file_index=file_index, line_of=line_of)
+        return None if converted is None else self._bars(converted, file_index=file_index, line_of=line_of)
 
-    def _bars(self, symbols: list[str], stamps: list[int], numbers: list[list[float]], *, file_index: int,
+    def _bars(self, columns: Columns, *, file_index: int,
               line_of: Callable[[int], str]) -> Iterator[tuple[int, int, int, SourceItem]]:
         times, wanted, source, timeframe = self.times, self.symbols, self.source, self.times.timeframe
-        opens, highs, lows, closes, volumes = numbers
+        symbols: list[str] = columns.symbols.to_pylist()
+        stamps: list[int] = columns.stamps.tolist()
+        opens, highs, lows, closes, volumes = (values.tolist() for values in columns.numbers)
         venue = source[:64]
         for i, symbol in enumerate(symbols):
             self.rows += 1
@@ -128,28 +144,33 @@ class _RowReader:
             yield (ts_open, file_index, seq, bar)
 
 
-def _columnar_timestamps(column: pa.ChunkedArray) -> list[int] | None:
+def _columnar_timestamps(column: pa.ChunkedArray) -> I64 | None:
     """Epoch ns of a timestamp, date or epoch-number column; ``None`` for anything else."""
     kind = column.type
     if pa.types.is_timestamp(kind):
-        stamps: list[int] = column.cast(pa.timestamp("ns", tz=kind.tz)).cast(pa.int64()).to_pylist()
+        stamps: I64 = column.cast(pa.timestamp("ns", tz=kind.tz)).cast(pa.int64()).to_numpy()
         return stamps
     if pa.types.is_date32(kind):
-        return [days * NS_PER_DAY for days in column.cast(pa.int32()).to_pylist()]
+        days: I64 = column.cast(pa.int32()).to_numpy().astype(np.int64)
+        return days * NS_PER_DAY
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        converted: list[int] = epoch_array_to_ns(column.to_numpy()).tolist()
-        return converted
+        return epoch_array_to_ns(column.to_numpy())
     return None
 
 
-Columns = tuple[list[str], list[int], list[list[float]]]
+class Columns(NamedTuple):
+    """A clean table's bars as columns: normalised symbols, timestamps (ns), open/high/low/close/volume."""
+
+    symbols: pa.Array
+    stamps: I64
+    numbers: list[F64]
 
 
 def _columnar(table: pa.Table, columns: dict[str, int], default_symbol: str | None) -> Columns | None:
-    """``(symbols, timestamps, [open, high, low, close, volume])`` of a clean table, else ``None``."""
+    """The columns of a clean table, else ``None`` (the row-by-row reader then gives the diagnostics)."""
     if table.num_rows == 0 or any(table.column(i).null_count for i in columns.values()):
         return None
-    numbers: list[list[float]] = []
+    numbers: list[F64] = []
     for fld in ("open", "high", "low", "close", "volume"):
         column = table.column(columns[fld])
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
@@ -157,7 +178,7 @@ def _columnar(table: pa.Table, columns: dict[str, int], default_symbol: str | No
         values = column.to_numpy().astype(float)
         if not np.isfinite(values).all():
             return None
-        numbers.append(values.tolist())
+        numbers.append(values)
     stamps = _columnar_timestamps(table.column(columns["ts"]))
     if stamps is None:
         return None
@@ -165,15 +186,15 @@ def _columnar(table: pa.Table, columns: dict[str, int], default_symbol: str | No
         column = table.column(columns["symbol"])
         if not pa.types.is_string(column.type):
             return None
-        normalised = pc.utf8_upper(pc.utf8_trim_whitespace(column))
+        normalised = pc.utf8_upper(pc.utf8_trim_whitespace(column)).combine_chunks()
         if not all(SYMBOL_REGEX.match(str(s)) for s in pc.unique(normalised).to_pylist()):
             return None
-        symbols: list[str] = normalised.to_pylist()
+        symbols: pa.Array = normalised
     else:
         if not default_symbol or not SYMBOL_REGEX.match(default_symbol):
             return None
-        symbols = [default_symbol] * table.num_rows
-    return symbols, stamps, numbers
+        symbols = pa.array([default_symbol] * table.num_rows)
+    return Columns(symbols, stamps, numbers)
 
 
 def _is_parquet(path: Path) -> bool:
@@ -242,6 +263,64 @@ class FileReplay:
         for _, _, _, item in heapq.merge(*streams, key=lambda entry: entry[:3]):
             yield item
 
+    def batches(self, rows_per_batch: int) -> Iterator[BarBatch] | None:
+        """The same bars as ``iter(self)``, in the same order, as columnar batches of up to ``rows_per_batch`` rows.
+
+        ``None`` when the columnar form does not apply and ``iter(self)`` must be used: a file needs the
+        row-by-row reader (a value needing attention), or several files are not each in time order
+        (their merge interleaves rows in a way only the record-by-record merge reproduces).
+        """
+        files: list[tuple[Columns, Callable[[int], str]]] = []
+        for path, reader in zip(self.paths, self._readers, strict=True):
+            if not path.exists():
+                raise FileNotFoundError(f"replay file {path} does not exist")
+            table = _read_table(path)
+            try:
+                columns = None if table is None else resolve_columns([str(name) for name in table.column_names])
+            except ValueError:
+                return None
+            converted = None if table is None or columns is None else _columnar(table, columns, reader.default_symbol)
+            if converted is None:
+                return None
+            where = str(path)
+            files.append((converted, (lambda i, w=where: f"{w}:row {i + 1}") if _is_parquet(path) else
+                          (lambda i, w=where: f"{w}:{i + 2}")))
+        times = [self._times.of_array(columns.stamps) for columns, _ in files]
+        if len(files) > 1 and any(np.any(np.diff(ts_open) < 0) for ts_open, _ in times):
+            return None
+        for (columns, _), reader in zip(files, self._readers, strict=True):
+            reader.rows += len(columns.stamps)
+        return self._batches(files, times, rows_per_batch)
+
+    def _batches(self, files: list[tuple[Columns, Callable[[int], str]]], times: list[tuple[I64, I64]],
+                 rows_per_batch: int) -> Iterator[BarBatch]:
+        symbols: list[str] = []
+        codes: dict[str, int] = {}
+        parts: list[tuple[I64, ...]] = []
+        for file_index, (columns, _) in enumerate(files):
+            encoded = pc.dictionary_encode(columns.symbols)
+            mapping = np.array([codes.setdefault(s, len(codes)) for s in encoded.dictionary.to_pylist()], dtype=np.int64)
+            symbol_index = mapping[encoded.indices.to_numpy()]
+            rows = np.arange(len(symbol_index), dtype=np.int64)
+            parts.append((symbol_index, *times[file_index], np.full(len(rows), file_index, dtype=np.int64), rows))
+        symbols = list(codes)
+        symbol_index, ts_open, ts_close, file_of, row_of = (np.concatenate(column) for column in zip(*parts, strict=True))
+        numbers = [np.concatenate([columns.numbers[k] for columns, _ in files]) for k in range(5)]
+        order = np.lexsort((row_of, file_of, ts_open)) if len(files) > 1 else np.arange(len(ts_open))
+        wanted = self._readers[0].symbols
+        if wanted is not None:
+            keep = np.isin(symbol_index, [code for symbol, code in codes.items() if symbol in wanted])
+            order = order[keep[order]]
+        line_of = [line for _, line in files]
+        for start in range(0, len(order), rows_per_batch):
+            chunk = order[start:start + rows_per_batch]
+            files_of, rows_in_file = file_of[chunk], row_of[chunk]
+            yield BarBatch(
+                self.name, self._times.timeframe, self.name[:64], tuple(symbols), symbol_index[chunk], ts_open[chunk],
+                ts_close[chunk], *(values[chunk] for values in numbers),
+                location=lambda i, f=files_of, r=rows_in_file: line_of[f[i]](int(r[i])),
+            )
+
     @staticmethod
     def _stream(path: Path, reader: _RowReader, index: int) -> Iterator[tuple[int, int, int, SourceItem]]:
         parquet = _is_parquet(path)
@@ -272,9 +351,7 @@ class DatasetReplay:
         self.rows = 0
 
     def __iter__(self) -> Iterator[SourceItem]:
-        import importlib
-
-        frame = importlib.import_module(DATASETS[self.name][0]).load()
+        frame = self._load()
         stamps = frame.index.values.astype("datetime64[ns]").astype(np.int64).tolist()
         values = frame[["Open", "High", "Low", "Close", "Volume"]].to_numpy(dtype=float).tolist()
         for line, (ts, (o, h, low, c, v)) in enumerate(zip(stamps, values, strict=True), start=2):
@@ -282,6 +359,24 @@ class DatasetReplay:
             ts_open, ts_close = self._times.of(ts)
             yield RawBar(self.name, self.symbol, "1d", ts_open, ts_close, o, h, low, c, v, venue=self.name,
                          location=f"{DATASETS[self.name][0]}:{line}")
+
+    def batches(self, rows_per_batch: int) -> Iterator[BarBatch]:
+        """The same bars as ``iter(self)``, in order, as columnar batches of up to ``rows_per_batch`` rows."""
+        frame = self._load()
+        ts_open, ts_close = self._times.of_array(frame.index.values.astype("datetime64[ns]").astype(np.int64))
+        values = frame[["Open", "High", "Low", "Close", "Volume"]].to_numpy(dtype=float).T
+        module = DATASETS[self.name][0]
+        for start in range(0, len(ts_open), rows_per_batch):
+            rows = slice(start, start + rows_per_batch)
+            self.rows += len(ts_open[rows])
+            yield BarBatch(self.name, "1d", self.name, (self.symbol,), np.zeros(len(ts_open[rows]), dtype=np.int64),
+                           ts_open[rows], ts_close[rows], *(np.ascontiguousarray(column[rows]) for column in values),
+                           location=lambda i, first=start: f"{module}:{first + i + 2}")
+
+    def _load(self) -> Any:
+        import importlib
+
+        return importlib.import_module(DATASETS[self.name][0]).load()
 
     def health(self) -> dict[str, HealthValue]:
         return {"source": "dataset", "dataset": self.name, "rows_read": self.rows}
