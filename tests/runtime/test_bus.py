@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY as METRICS
 
@@ -24,6 +23,7 @@ from ata.runtime.config import RuntimeSettings
 from ata.runtime.idempotency import AppliedIds
 from ata.runtime.kafka import ProvisionError, bulk_producer, provision_topics
 from ata.runtime.resilience import Backoff
+from ata.runtime.testing import read_topic
 
 T0 = 1_700_000_000_000_000_000
 MINUTE_NS = 60_000_000_000
@@ -58,28 +58,6 @@ async def until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(0.01)
-
-
-async def read_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[ConsumerRecord]:
-    """Every record on ``topic`` up to its high watermarks, read without a consumer group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        assert tps, f"{topic} has no partitions"
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        records: list[ConsumerRecord] = []
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for items in (await consumer.getmany(timeout_ms=100)).values():
-                records.extend(items)
-            done = [consumer.highwater(tp) is not None and await consumer.position(tp) >= consumer.highwater(tp) for tp in tps]
-            if all(done):
-                return records
-            assert time.monotonic() < deadline, f"timed out reading {topic}: {len(records)} records so far"
-    finally:
-        await consumer.stop()
 
 
 def metric(name: str, **labels: str) -> float:
@@ -257,7 +235,7 @@ async def test_crash_between_handling_and_commit_redelivers_without_duplicate_ef
                                       applied=AppliedIds.from_url(downstream_group, redis_url))
             async with second_life, downstream:
                 await until(lambda: len(set(ledger)) == len(inputs), "every derived bar applied downstream")
-                records = await read_all(kafka_bootstrap, derived)
+                records = await read_topic(kafka_bootstrap, derived)
                 await until(lambda: downstream.lag == 0 and metric(
                     "ata_duplicates_skipped_total", service="crash", topic=derived) > skipped_before, "duplicate skipped")
             for applied in (second_life.applied, downstream.applied):
@@ -319,7 +297,7 @@ async def test_dead_letters_bad_records_and_keeps_consuming(kafka_bootstrap: str
         async with ConsumerLoop(bus, group, [topic], handler, retry_backoff=FAST_RETRY) as loop:
             await until(lambda: "LAST" in handled, "the good message after the bad ones")
             assert loop.running
-        dead = [decode(r.value) for r in await read_all(kafka_bootstrap, dlq_topic(topic))]
+        dead = [decode(r.value) for r in await read_topic(kafka_bootstrap, dlq_topic(topic))]
 
         # Everything, dead letters included, was committed: a restarted member only sees what is new.
         after = Collector()

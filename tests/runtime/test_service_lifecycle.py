@@ -17,7 +17,7 @@ from types import ModuleType
 import aiohttp
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 from prometheus_client import REGISTRY as METRICS
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -29,6 +29,7 @@ from ata.runtime.config import RuntimeSettings
 from ata.runtime.infra import free_port
 from ata.runtime.kafka import provision_topics
 from ata.runtime.service import Phase, Service, ServiceFailedError
+from ata.runtime.testing import read_topic
 
 APP_PATH = Path(__file__).with_name("service_app.py")
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -82,28 +83,6 @@ async def publish_bars(env: Env, bars: Sequence[BarClosed]) -> None:
     async with KafkaBus(env.settings("feeder"), service="feeder", registry=env.registry) as bus:
         for item in bars:
             await bus.publish_to(env.source, item, key=item.symbol)
-
-
-async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
-    """Every record on ``topic`` up to the high watermarks at the time of the call (no group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records: list[ConsumerRecord] = []
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                batches = await consumer.getmany(timeout_ms=100)
-                for batch in batches.values():
-                    records.extend(batch)
-                positions = [await consumer.position(tp) for tp in partitions]
-                watermarks = [consumer.highwater(tp) for tp in partitions]
-                if all(w is not None and p >= w for p, w in zip(positions, watermarks, strict=True)):
-                    return records
-    finally:
-        await consumer.stop()
 
 
 async def http_get(port: int, path: str) -> tuple[int, str]:

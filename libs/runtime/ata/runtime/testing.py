@@ -1,22 +1,60 @@
-"""pytest plugin with fixtures for the real infrastructure (no mocks).
+"""pytest plugin with fixtures for the real infrastructure (no mocks), and helpers for tests.
 
 Loaded by the repository's root ``conftest.py``. The session starts the embedded
 broker and Redis once, unless ``ATA_KAFKA_BOOTSTRAP`` / ``ATA_REDIS_URL`` point at
 running ones. Tests get unique topic and group names so they never share state.
+:func:`read_topic` / :func:`read_messages` read what a topic holds, without a consumer group.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from ata.events import Message
 from ata.runtime import infra
+from ata.runtime.codec import decode
 
 POSTGRES_DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+READ_TIMEOUT_S = 30.0
+
+
+async def read_topic(bootstrap: str, topic: str, timeout_s: float = READ_TIMEOUT_S) -> list[ConsumerRecord]:
+    """Every record on ``topic`` up to its high watermarks as of the read, in partition then offset order.
+
+    Reads with a group-less consumer (nothing committed, nothing joined). High watermarks rather
+    than end-offset queries, which the embedded broker does not answer reliably. Raises
+    ``TimeoutError`` after ``timeout_s`` and ``AssertionError`` when the topic does not exist.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert partitions, f"{topic} has no partitions"
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        by_partition: dict[TopicPartition, list[ConsumerRecord]] = {tp: [] for tp in partitions}
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for tp, records in (await consumer.getmany(timeout_ms=100)).items():
+                    by_partition[tp].extend(records)
+                positions = [await consumer.position(tp) for tp in partitions]
+                watermarks = [consumer.highwater(tp) for tp in partitions]
+                if all(w is not None and p >= w for p, w in zip(positions, watermarks, strict=True)):
+                    return [record for tp in partitions for record in by_partition[tp]]
+    finally:
+        await consumer.stop()
+
+
+async def read_messages(bootstrap: str, topic: str, timeout_s: float = READ_TIMEOUT_S) -> list[Message]:
+    """:func:`read_topic`, each record decoded into its typed message."""
+    return [decode(record.value) for record in await read_topic(bootstrap, topic, timeout_s)]
 
 
 @pytest.fixture(scope="session")
