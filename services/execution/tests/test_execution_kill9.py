@@ -1,6 +1,8 @@
 """kill -9 of execution three times during a burst of 1,000 orders, against the simulated broker
 running as its own process, over the real embedded broker and Redis: every intent ends with
-exactly one broker order — none duplicated, none lost — and one acceptance event."""
+exactly one broker order — none duplicated, none lost — and one acceptance event, on the topic
+and in the ledger of a journal process running alongside (which execution also recovers from
+at each restart)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from ata.events import OrderAccepted, Side, SubmitOrder, client_order_id_for
+from ata.events import Message, OrderAccepted, Side, SubmitOrder, client_order_id_for
 from ata.execution.brokers.sim_client import SimulatedHttpBroker
 from ata.execution.service import COMMANDS, namespaced, namespaced_registry
+from ata.execution.testing import read_topic
+from ata.journal.store import EventFilter, SqliteStore
 from ata.runtime.bus import KafkaBus
 from ata.runtime.codec import decode
 from ata.runtime.config import RuntimeSettings
@@ -69,18 +73,19 @@ def sim_broker(tmp_path: Path) -> Iterator[str]:
 
 
 class ExecutionProcess:
-    """Starts, kills (SIGKILL) and restarts ``python -m ata.execution``."""
+    """Starts, kills (SIGKILL) and restarts ``python -m ata.execution`` (or another service ``module``)."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, module: str = "ata.execution") -> None:
         self.env = env
         self.log_dir = log_dir
+        self.module = module
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
-        log = (self.log_dir / f"execution-{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ata.execution"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log = (self.log_dir / f"{self.module}-{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
     def kill9(self) -> None:
@@ -123,6 +128,13 @@ async def test_kill9_three_times_during_a_burst_loses_and_duplicates_nothing(
            "ATA_STATE_DIR": str(tmp_path), "ATA_EXECUTION_SIM_BROKER_URL": sim_broker,
            "ATA_EXECUTION_TOPIC_NAMESPACE": namespace, "ATA_EXECUTION_REDIS_PREFIX": f"test:{namespace}",
            "ATA_EXECUTION_INFLIGHT_RECHECK_MS": "2000", "ATA_EXECUTION_POLL_INTERVAL_MS": "3000"}
+    journal_url = f"sqlite:///{tmp_path / 'journal.db'}"
+    env["ATA_JOURNAL_URL"] = journal_url
+    journal = ExecutionProcess(
+        {**env, "ATA_JOURNAL_TOPICS": orjson.dumps([namespaced("orders.events.v1", namespace)]).decode(),
+         "ATA_JOURNAL_GROUP_ID": f"journal_{namespace}",
+         "ATA_JOURNAL_AVAILABILITY_TOPIC": namespaced("system.journal.v1", namespace)},
+        tmp_path, module="ata.journal")
     execution = ExecutionProcess(env, tmp_path)
     commands = [command(i, namespace) for i in range(ORDERS)]
     expected = {c.client_order_id for c in commands}
@@ -130,6 +142,7 @@ async def test_kill9_three_times_during_a_burst_loses_and_duplicates_nothing(
     async def submissions() -> int:
         return int((await broker_client.stats())["submissions"])
 
+    journal.start()
     execution.start()
     try:
         async with KafkaBus(RuntimeSettings(kafka_bootstrap=kafka_bootstrap, instance_id="burst"), service="risk",
@@ -152,8 +165,11 @@ async def test_kill9_three_times_during_a_burst_loses_and_duplicates_nothing(
         assert set(accepted) == expected
         assert all(len(ids) == 1 for ids in accepted.values()), "an order was accepted twice under different event ids"
         assert execution.starts == 4
+        ledger = await _journaled_acceptances(journal_url, expected)
+        assert ledger == {coid: ids for coid, ids in accepted.items()}, "the journal's ledger differs from the topic"
     finally:
         execution.stop()
+        journal.stop()
 
 
 async def _at_least(value: Callable[[], object], threshold: int) -> bool:
@@ -164,20 +180,34 @@ async def _at_least(value: Callable[[], object], threshold: int) -> bool:
 
 async def _accepted_events(bootstrap: str, topic: str, expected: set[str]) -> dict[str, set[uuid.UUID]]:
     """Distinct OrderAccepted event ids per client order id on ``topic`` (read from the beginning)."""
-    accepted: dict[str, set[uuid.UUID]] = defaultdict(set)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"check-{uuid.uuid4().hex}",
-                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50,
-                                session_timeout_ms=6000, heartbeat_interval_ms=1000)
-    await consumer.start()
+
+    def accepted(messages: list[Message]) -> dict[str, set[uuid.UUID]]:
+        found: dict[str, set[uuid.UUID]] = defaultdict(set)
+        for event in messages:
+            if isinstance(event, OrderAccepted):
+                found[event.client_order_id].add(event.event_id)
+        return found
+
+    messages = await read_topic(bootstrap, topic, lambda ms: set(accepted(ms)) == expected, WAIT_S)
+    return accepted(messages)
+
+
+async def _journaled_acceptances(url: str, expected: set[str]) -> dict[str, set[uuid.UUID]]:
+    """Distinct OrderAccepted event ids per client order id in the journal, once it holds every expected order."""
+    store = SqliteStore(url)
+    found: dict[str, set[uuid.UUID]] = defaultdict(set)
+
+    def read() -> bool:
+        found.clear()
+        for stored in store.events(EventFilter(event_types=("OrderAccepted",))):
+            event = decode(stored.payload_bytes())
+            assert isinstance(event, OrderAccepted)
+            found[event.client_order_id].add(event.event_id)
+        return set(found) == expected
+
+    store.open()
     try:
-        async with asyncio.timeout(WAIT_S):
-            while set(accepted) != expected:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for record in records:
-                        event = decode(record.value)
-                        if isinstance(event, OrderAccepted):
-                            accepted[event.client_order_id].add(event.event_id)
+        await wait_for(lambda: asyncio.to_thread(read), WAIT_S, "the journal did not record every acceptance", 0.5)
     finally:
-        await consumer.stop()
-    return accepted
+        store.close()
+    return dict(found)
