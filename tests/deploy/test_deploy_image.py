@@ -86,7 +86,7 @@ def test_execution_image_can_recover_from_the_journal(tmp_path: Path) -> None:
 
 
 def test_an_unknown_service_is_refused_with_the_known_names() -> None:
-    with pytest.raises(SystemExit, match="unknown service 'nope'.*risk"):
+    with pytest.raises(SystemExit, match=r"unknown service 'nope'.*risk"):
         image_requirements.closure("nope", ROOT)
 
 
