@@ -20,9 +20,10 @@ from ata.events import (
 )
 from ata.marketdata.config import MarketDataSettings
 from ata.marketdata.core import BadRecord, IntegrityChecker, RawBar, RawQuote, RegimeObservation, SessionCalendar
-from ata.marketdata.service import MarketDataService, Pacer, wire_bytes
+from ata.marketdata.service import MarketDataService, Pacer
 from ata.marketdata.sources import FileReplay
 from ata.marketdata.testing import KEY, MIN, SECRET, T0, FakeAlpaca, consume, run_to_end, start_fake
+from ata.marketdata.wire import wire_bytes
 from ata.runtime.codec import decode, encode
 from ata.runtime.config import ConfigError, RuntimeSettings, load_settings
 from ata.runtime.heartbeat import HEARTBEAT_TOPIC
