@@ -45,7 +45,9 @@ class DrawdownPolicy:
         return DrawdownTier.NORMAL
 
     def scale(self, tier: DrawdownTier) -> float:
-        return {DrawdownTier.NORMAL: 1.0, DrawdownTier.WARNING: self.warning_scale}.get(tier, 0.0)
+        if tier is DrawdownTier.NORMAL:
+            return 1.0
+        return self.warning_scale if tier is DrawdownTier.WARNING else 0.0
 
 
 @dataclass(slots=True)

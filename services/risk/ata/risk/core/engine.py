@@ -27,7 +27,6 @@ from ata.events import (
     JournalAvailabilityChanged,
     Message,
     OrderCanceled,
-    OrderDenied,
     OrderExpired,
     OrderRejected,
     OversightReviewed,
@@ -40,13 +39,11 @@ from ata.events import (
     RiskLimitsChanged,
     SetRiskLimits,
     Side,
-    SubmitOrder,
     TargetProposed,
     TradingState,
     TradingStateChanged,
     Verdict,
     client_order_id_for,
-    derived_id,
     round_quantity,
 )
 from ata.events.values import MARKET_KEY
@@ -56,6 +53,7 @@ from ata.risk.core import checks, clusters
 from ata.risk.core.drawdown import DailyLoss, DrawdownPolicy, DrawdownTier
 from ata.risk.core.limits import LimitBook, Limits, LimitsError
 from ata.risk.core.market import MarketParams, SymbolMarket
+from ata.risk.core.outputs import OrderOutputs, derived_id
 from ata.risk.core.sizing import SizingInput, SizingParams, annual_vol, size_target
 from ata.risk.core.states import TradingStateMachine, Transition
 from ata.risk.core.stress import Exposure, StressPolicy, StressSignals, UnwindLeg, hedge_quantity, next_slice, plan_unwind
@@ -119,6 +117,7 @@ class RiskEngine:
             unwind_level=settings.stress_unwind_level,
         )
         self.universe = frozenset(settings.symbols)
+        self.outputs = OrderOutputs(source)
         # -- state (everything below is in snapshot()) --
         self.portfolio = Portfolio(settings.initial_cash)
         self.limits = LimitBook(limits_from(settings))
@@ -143,6 +142,8 @@ class RiskEngine:
         self.liquidity_drops: set[str] = set()
         self.unwind: list[UnwindLeg] = []
         self.open_orders: dict[str, list[Any]] = {}  # client_order_id -> [symbol, signed remaining]
+        # The same order lists by symbol, in open_orders' order (derived; change both through _open/_close).
+        self._orders_by_symbol: dict[str, dict[str, list[Any]]] = {}
         self.pending_targets: dict[str, PendingTarget] = {}  # by symbol: newest target awaiting a verdict
         self.early_reviews: OrderedDict[str, OversightReviewed] = OrderedDict()
         self.seen_fills: OrderedDict[str, None] = OrderedDict()
@@ -169,7 +170,7 @@ class RiskEngine:
         elif isinstance(message, FillReported):
             self._on_fill(message, out)
         elif isinstance(message, TERMINAL_ORDER_EVENTS):
-            self.open_orders.pop(message.client_order_id, None)
+            self._close(message.client_order_id)
         elif isinstance(message, RegimeStateUpdated):
             self.regimes[message.symbol] = message.confirmed_label.value
             if message.symbol in (MARKET_KEY, self.settings.hedge_symbol):
@@ -377,7 +378,30 @@ class RiskEngine:
 
     # ------------------------------------------------------------------ orders and fills
     def _pending(self, symbol: str) -> float:
-        return float(sum(rem for sym, rem in self.open_orders.values() if sym == symbol))
+        """Signed quantity of ``symbol``'s orders sent and not yet filled (summed in the order they were sent)."""
+        orders = self._orders_by_symbol.get(symbol)
+        return float(sum(order[1] for order in orders.values())) if orders else 0.0
+
+    def _open(self, client_order_id: str, symbol: str, qty: float) -> None:
+        order = [symbol, qty]
+        previous = self.open_orders.get(client_order_id)
+        if previous is not None and previous[0] != symbol:
+            self._close(client_order_id)
+        self.open_orders[client_order_id] = order
+        self._orders_by_symbol.setdefault(symbol, {})[client_order_id] = order
+
+    def _close(self, client_order_id: str) -> None:
+        order = self.open_orders.pop(client_order_id, None)
+        if order is not None:
+            orders = self._orders_by_symbol[order[0]]
+            del orders[client_order_id]
+            if not orders:
+                del self._orders_by_symbol[order[0]]
+
+    def _index_open_orders(self) -> None:
+        self._orders_by_symbol = {}
+        for client_order_id, order in self.open_orders.items():
+            self._orders_by_symbol.setdefault(order[0], {})[client_order_id] = order
 
     def _on_fill(self, fill: FillReported, out: list[Message]) -> None:
         key = f"{fill.client_order_id}\x1f{fill.fill_id}"
@@ -393,7 +417,7 @@ class RiskEngine:
             before = order[1]
             order[1] = before - signed
             if order[1] * before <= 0 or abs(order[1]) <= 1e-9 * abs(before):  # completely filled
-                del self.open_orders[fill.client_order_id]
+                self._close(fill.client_order_id)
         self._reassess_drawdown(fill, out)
 
     @staticmethod
@@ -407,16 +431,16 @@ class RiskEngine:
     def _emit_order(self, cause: Message, symbol: str, qty: float, reason: str, out: list[Message]) -> None:
         intent = self._intent(cause, out)
         coid = client_order_id_for(intent)
-        out.append(SubmitOrder.caused_by(cause, index=len(out), source=self.source, ts_event=max(cause.ts_event, self.last_ts_ns),
-                                         intent_id=intent, client_order_id=coid, symbol=symbol,
-                                         side=Side.BUY if qty > 0 else Side.SELL, quantity=abs(qty), reason=reason[:500]))
-        self.open_orders[coid] = [symbol, qty]
+        out.append(self.outputs.submit_order(cause, len(out), max(cause.ts_event, self.last_ts_ns), intent_id=intent,
+                                             client_order_id=coid, symbol=symbol, side=Side.BUY if qty > 0 else Side.SELL,
+                                             quantity=abs(qty), reason=reason[:500]))
+        self._open(coid, symbol, qty)
         self.decisions["approved"] += 1
 
     def _deny(self, cause: Message, symbol: str, reason: DenialReason, detail: str, out: list[Message]) -> None:
         intent = self._intent(cause, out)
-        out.append(OrderDenied.caused_by(cause, index=len(out), source=self.source, ts_event=max(cause.ts_event, self.last_ts_ns),
-                                         intent_id=intent, symbol=symbol, reason=reason, detail=detail[:1000]))
+        out.append(self.outputs.order_denied(cause, len(out), max(cause.ts_event, self.last_ts_ns), intent_id=intent,
+                                             symbol=symbol, reason=reason, detail=detail[:1000]))
         self.decisions[reason.value] += 1
 
     def order_check(self, symbol: str, qty: float, reference_price: float, ts_ns: int) -> checks.OrderCheck:
@@ -425,27 +449,28 @@ class RiskEngine:
         limits = self.limits.for_symbol(symbol)
         cluster = self.cluster_of.get(symbol, symbol)
         last_price = market.last_price if market is not None else 0.0
-        cluster_other = 0.0
-        gross = 0.0
-        net = 0.0
-        position = 0.0
-        pending: dict[str, float] = {}
-        for sym, rem in self.open_orders.values():
-            pending[sym] = pending.get(sym, 0.0) + rem
+        pending = {sym: float(sum(order[1] for order in orders.values())) for sym, orders in self._orders_by_symbol.items()}
+        pending_of = pending.get
         positions = self.portfolio.positions
+        own = positions.get(symbol)
+        position = (own.quantity if own is not None else 0.0) + pending_of(symbol, 0.0)
         cluster_of = self.cluster_of
-        for sym in positions.keys() | pending.keys() if pending else positions.keys():
-            book = positions.get(sym)
-            held = (book.quantity if book is not None else 0.0) + pending.get(sym, 0.0)
+        cluster_other = gross = net = 0.0
+        # Summed in the portfolio's position order, so the sums are reproducible bit for bit. A symbol
+        # with orders in flight but no position yet has no mark: only the order's own symbol counts.
+        for sym, book in positions.items():
+            held = book.quantity + pending_of(sym, 0.0)
             if sym == symbol:
-                position = held
                 mark = last_price
             else:
-                mark = (book.mark_price if book is not None else None) or 0.0
+                mark = book.mark_price or 0.0
                 if cluster_of.get(sym, sym) == cluster:
                     cluster_other += abs(held) * mark
             gross += abs(held) * mark
             net += held * mark
+        if own is None:
+            gross += abs(position) * last_price
+            net += position * last_price
         return checks.OrderCheck(
             symbol=symbol, quantity=qty, reference_price=reference_price, ts_ns=ts_ns,
             known=(symbol in self.universe) if self.universe else (market is not None and market.has_price),
@@ -670,6 +695,7 @@ class RiskEngine:
         engine.liquidity_drops = set(state["liquidity_drops"])
         engine.unwind = [UnwindLeg(s, float(r), float(q)) for s, r, q in state["unwind"]]
         engine.open_orders = {k: [v[0], float(v[1])] for k, v in state["open_orders"].items()}
+        engine._index_open_orders()
         engine.pending_targets = {s: PendingTarget(TargetProposed.model_validate(t), int(d))
                                   for s, (t, d) in state["pending_targets"].items()}
         engine.early_reviews = OrderedDict(

@@ -25,10 +25,11 @@ class Transition:
 class TradingStateMachine:
     def __init__(self) -> None:
         self._requests: dict[str, tuple[TradingState, str]] = {}
+        self._state = TradingState.ACTIVE  # _effective()[0], kept in step by request() (read on every order)
 
     @property
     def state(self) -> TradingState:
-        return self._effective()[0]
+        return self._state
 
     def _effective(self) -> tuple[TradingState, str]:
         state, reason = TradingState.ACTIVE, "no restriction in force"
@@ -46,6 +47,7 @@ class TradingStateMachine:
         else:
             self._requests[source] = (state, reason)
         after, why = self._effective()
+        self._state = after
         if after is before:
             return None
         return Transition(before, after, why if SEVERITY[after] > SEVERITY[before] else f"{source} cleared: {reason}")
@@ -61,4 +63,5 @@ class TradingStateMachine:
     def from_state(cls, state: dict[str, Any]) -> TradingStateMachine:
         machine = cls()
         machine._requests = {s: (TradingState(st), str(why)) for s, (st, why) in state.items()}
+        machine._state = machine._effective()[0]
         return machine
