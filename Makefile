@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PACKAGES := libs/events libs/runtime libs/quant $(patsubst services/strategy,services/strategy[rl],$(sort $(wildcard services/*)))
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint schemas schemas-check bench clean infra-up infra-down
+.PHONY: install run test lint schemas schemas-check bench clean infra-up infra-down chaos images
 
 install: $(STAMP)
 
@@ -40,6 +40,16 @@ infra-up: install
 
 infra-down: install
 	$(BIN)/ata infra down
+
+# `make chaos SCENARIO=stop-redis`: one scenario of chaos/scenarios on the embedded infrastructure.
+SCENARIO ?= kill-execution
+chaos: install
+	$(BIN)/ata chaos run chaos/scenarios/$(SCENARIO).yaml
+
+# One image per service (needs a Docker engine); `docker compose up` builds the same ones.
+IMAGES := runtime marketdata regime sentiment strategy oversight risk execution journal
+images:
+	for s in $(IMAGES); do docker build -f deploy/Dockerfile --build-arg SERVICE=$$s -t ata-$$s:dev . || exit 1; done
 
 clean:
 	rm -rf $(VENV) .ata .pytest_cache .mypy_cache .ruff_cache

@@ -193,3 +193,14 @@ def test_lint_reports_a_values_file_without_a_kafka_bootstrap(tmp_path: Path) ->
     values_file.write_text("kafka:\n  bootstrap: null\nredis:\n  url: redis://cache:6379/0\n", encoding="utf-8")
     report = helm.lint(CHART, yaml.safe_load(values_file.read_text(encoding="utf-8")))
     assert report["errors"] == ["- at '/kafka': missing property 'bootstrap'\n"]
+
+
+def test_the_readme_values_example_renders(chart: helm.Chart) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = yaml.safe_load(readme.split("# values-prod.yaml\n", 1)[1].split("```", 1)[0])
+    manifests = render(chart, example)
+    assert by_kind(manifests, "Deployment")["ata-strategy"]["spec"]["replicas"] == 4
+    assert set(by_kind(manifests, "ServiceMonitor")) == {"ata"}
+    risk = container(by_kind(manifests, "Deployment")["ata-risk"])
+    assert risk["image"] == "registry.example.com/ata-risk:0.1.0"
+    assert {"secretRef": {"name": "ata-secrets"}} in risk["envFrom"]
