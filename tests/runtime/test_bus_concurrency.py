@@ -233,6 +233,7 @@ async def test_a_concurrent_service_publishes_each_keys_outputs_in_order_exactly
         name = unique_name("relay")
         subscriptions = (source,)
         concurrency = 8
+        pipeline_outputs = True
 
         def route(self, message: Message) -> str:
             return target

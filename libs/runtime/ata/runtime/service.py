@@ -20,12 +20,18 @@ Lifecycle contract:
 
 Per subscribed message (consumption mechanics in :class:`~ata.runtime.bus.ConsumerLoop`):
 decode and type-check, skip event ids the group already applied, open a CONSUMER span
-parented by the message's trace headers, call :meth:`handle`, hand its outputs to the producer
-(they carry the span's trace context). Outputs are pipelined: the next message is handled while
-they travel; the acknowledgements of a whole fetched batch are awaited before its ids are
-remembered and its offsets committed, so a crash still redelivers anything whose outputs were
-not acknowledged. A handler exception (or outputs the broker refused) dead-letters the message
-to ``<topic>.dlq`` and the service goes on.
+parented by the message's trace headers, call :meth:`handle`, publish its outputs (they carry
+the span's trace context), await their acknowledgements, remember the id, commit. A handler
+exception (or outputs the broker refused) dead-letters the message to ``<topic>.dlq`` and the
+service goes on.
+
+Pipelining (:attr:`Service.pipeline_outputs`, off by default): the next message is handled while
+the outputs travel; the acknowledgements of a whole fetched batch are awaited before its ids are
+remembered and its offsets committed, so a crash still redelivers whatever was not acknowledged.
+A crash can then lose the unsent outputs of several handled messages rather than of one, so
+turn it on only where handling a redelivered message publishes its outputs again (outputs are a
+function of the message and of state that does not already record its effect). A handler that
+drops a redelivery because its own store says "done" (write-ahead state) must keep it off.
 
 Concurrency: with :attr:`Service.concurrency` above 1, up to that many distinct keys of a
 fetched batch are handled at once; messages with the same key (per partition) stay strictly
@@ -86,7 +92,8 @@ class Service:
     Class attributes a subclass sets: ``name`` (also the consumer group and the metrics'
     ``service`` label), ``subscriptions`` (topic names). Optional: ``registry`` (topics used
     for routing and type checks), ``heartbeat_interval_s`` (``ATA_SERVICE_HEARTBEAT_INTERVAL_MS``
-    overrides it), ``stop_timeout_s``, ``concurrency`` (keys handled at once, see the module contract).
+    overrides it), ``stop_timeout_s``, ``concurrency`` (keys handled at once) and ``pipeline_outputs``
+    (see the module contract for both).
     """
 
     name: ClassVar[str]
@@ -95,6 +102,7 @@ class Service:
     heartbeat_interval_s: ClassVar[float] = DEFAULT_HEARTBEAT_INTERVAL_S
     stop_timeout_s: ClassVar[float] = 8.0
     concurrency: ClassVar[int] = 1
+    pipeline_outputs: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -303,7 +311,7 @@ class Service:
             outputs = await self.handle(message, delivery)
             if outputs:
                 acks = await self._enqueue(list(outputs))
-                if not defer_acks(acks):  # called outside a consumer loop: nothing to pipeline with
+                if not (self.pipeline_outputs and defer_acks(acks)):
                     await acks
         self._events_in += 1
 

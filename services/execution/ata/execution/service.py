@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 from ata.events import (
@@ -34,6 +34,7 @@ from ata.execution.brokers.alpaca import AlpacaBroker
 from ata.execution.brokers.sim_client import SimulatedHttpBroker
 from ata.execution.brokers.simulated import FeeModel, SimConfig, SimulatedBroker, SimulatedExchange
 from ata.execution.config import ExecutionSettings
+from ata.execution.core.clock import MarketClock
 from ata.execution.core.engine import BrokerRoute, EngineConfig, ExecutionEngine, TwapPolicy
 from ata.execution.core.ports import BrokerError, BrokerPort
 from ata.execution.core.slippage import model_from_name
@@ -70,8 +71,8 @@ def namespaced_registry(namespace: str) -> TopicRegistry:
     return TopicRegistry(dataclasses.replace(t, name=namespaced(t.name, namespace)) for t in REGISTRY.data_topics())
 
 
-def build_ports(settings: ExecutionSettings) -> list[BrokerRoute]:
-    """The configured brokers in priority order."""
+def build_ports(settings: ExecutionSettings, clock: Callable[[], int] = time.time_ns) -> list[BrokerRoute]:
+    """The configured brokers in priority order; an in-process simulated broker runs on ``clock``."""
     routes: list[BrokerRoute] = []
     timeout_s = settings.http_timeout_ms / 1000
     for priority, name in enumerate(settings.brokers.split(",")):
@@ -83,7 +84,7 @@ def build_ports(settings: ExecutionSettings) -> list[BrokerRoute]:
                 config = SimConfig(slippage=model_from_name(settings.sim_slippage, bps=settings.sim_slippage_bps),
                                    fees=FeeModel(bps=settings.sim_fee_bps), latency_ns=int(settings.sim_latency_ms * 1e6),
                                    participation=settings.sim_participation)
-                port = SimulatedBroker("sim", SimulatedExchange(config), clock=time.time_ns)
+                port = SimulatedBroker("sim", SimulatedExchange(config), clock=clock)
             routes.append(BrokerRoute(port, priority=priority, fee_bps=settings.sim_fee_bps))
         elif name == "alpaca":
             routes.append(BrokerRoute(AlpacaBroker.from_settings(settings), priority=priority, fee_bps=settings.alpaca_fee_bps))
@@ -95,6 +96,12 @@ def build_ports(settings: ExecutionSettings) -> list[BrokerRoute]:
 class ExecutionService(Service):
     name = "execution"
     subscriptions = (COMMANDS, QUOTES, BARS)
+    #: Distinct keys handled at once. Safe: commands are keyed by client order id, the engine serialises
+    #: everything per client order id with its own lock, and orders of different ids share no state that
+    #: an await could leave half-updated. Most of a command's time is the broker round trip.
+    #: Outputs are not pipelined (the base default): the engine drops a redelivered command whose order
+    #: its store already knows, so a command's events must be acknowledged before the next is handled.
+    concurrency = 64
 
     def __init__(self, settings: RuntimeSettings, exec_settings: ExecutionSettings, **kwargs: Any) -> None:
         namespace = exec_settings.topic_namespace
@@ -111,7 +118,11 @@ class ExecutionService(Service):
         config = EngineConfig(source=self.source, breaker_policy=policy, twap=twap,
                               inflight_recheck_ns=exec_settings.inflight_recheck_ms * 1_000_000,
                               adopt_extra_orders=exec_settings.adopt_extra_orders)
-        self.engine = ExecutionEngine(build_ports(exec_settings), self.store, time.time_ns, config)
+        #: Market time unless configured otherwise (see :mod:`ata.execution.core.clock`).
+        self.clock = MarketClock(time.time_ns)
+        clock: Callable[[], int] = self.clock if exec_settings.clock == "market" else time.time_ns
+        self.engine = ExecutionEngine(build_ports(exec_settings, clock), self.store, clock, config)
+        self._engine_clock = clock
         self.recovery = (JournalRecovery(settings.journal_url, exec_settings.journal_recovery,
                                          required=exec_settings.journal_recovery_required)
                          if exec_settings.journal_recovery != "off" else None)
@@ -152,6 +163,8 @@ class ExecutionService(Service):
         await self.store.close()
 
     async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
+        if isinstance(message, SubmitOrder | CancelOrder | QuoteUpdated | BarClosed):
+            self.clock.observe(message.ts_event)
         if isinstance(message, SubmitOrder):
             started = time.perf_counter()
             events = await self.engine.handle_submit(message)
@@ -210,7 +223,9 @@ class ExecutionService(Service):
         last_poll = time.monotonic()
         while True:
             await asyncio.sleep(interval_s)
-            events = await self.engine.on_timer(time.time_ns())
+            if self._engine_clock is self.clock and not self.clock.started:
+                continue  # no market time yet: nothing is due before the first event
+            events = await self.engine.on_timer(self._engine_clock())
             if time.monotonic() - last_poll >= poll_every_s:
                 last_poll = time.monotonic()
                 events += await self.engine.poll()
