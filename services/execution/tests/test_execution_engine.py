@@ -92,8 +92,8 @@ async def test_submit_then_fill_via_stream_update_and_quality_event() -> None:
 async def test_redelivered_command_never_creates_a_second_order() -> None:
     engine, brokers, _ = await make("sim")
     cmd = submit()
-    await engine.handle_submit(cmd)
-    assert await engine.handle_submit(cmd) == []
+    first = await engine.handle_submit(cmd)
+    assert await engine.handle_submit(cmd) == first  # restated with the same ids, nothing sent again
     # a fresh engine over the same broker but an empty local record: the broker refuses the id
     # ("client_order_id must be unique") and the engine adopts the existing order
     fresh = ExecutionEngine([BrokerRoute(brokers["sim"])], MemoryOrderStore(), Clock())
@@ -101,6 +101,36 @@ async def test_redelivered_command_never_creates_a_second_order() -> None:
     events = await fresh.handle_submit(cmd)
     assert types(events) == [OrderSubmitted, OrderAccepted]
     assert brokers["sim"].exchange.submissions == 1
+
+
+async def test_redelivery_after_a_crash_restates_the_lost_events_with_their_original_ids() -> None:
+    """A crash after the record was saved but before the events were acknowledged: the restarted engine,
+    given the redelivered command, emits submission, every fill and the current status again, with the ids
+    (and facts) of their first emission, so consumers that have them drop them and the others learn them."""
+    store = MemoryOrderStore()
+    engine, brokers, clock = await make("sim", store=store)
+    engine.on_market(quote("AAPL", 99.0, 101.0, T0))
+    sim = brokers["sim"]
+    cmd = submit(qty=10)
+    emitted = await engine.handle_submit(cmd)
+    for step, (ask, size) in enumerate([(102.0, 6.0), (102.5, 50.0)], start=1):  # 6 shown, then the rest
+        touch = QuoteUpdated.origin(natural_key=("AAPL", step), ts_event=T0 + step, ts_init=T0, source="md", symbol="AAPL",
+                                    bid=100.0, ask=ask, bid_size=size, ask_size=size)
+        for update in sim.exchange.on_quote(touch):
+            emitted += await engine.on_broker_update("sim", update)
+    fills = [e for e in emitted if isinstance(e, FillReported)]
+    assert len(fills) == 2 and engine.orders[cmd.client_order_id].status is OrderStatus.FILLED
+
+    restarted = ExecutionEngine([BrokerRoute(sim)], store, clock)
+    await restarted.start()
+    replayed = await restarted.handle_submit(cmd)
+    assert types(replayed) == [OrderSubmitted, FillReported, FillReported, OrderFilled]
+    by_id = {e.event_id: e for e in emitted}
+    for event in replayed:
+        original = by_id[event.event_id]  # every restated event has the id it was first emitted with
+        assert event.model_dump(exclude={"ts_init"}) == original.model_dump(exclude={"ts_init"})
+    assert sim.exchange.submissions == 1
+    assert await restarted.handle_submit(cmd) == replayed  # and again: a fixed point
 
 
 async def test_ambiguous_timeout_is_resolved_by_lookup_without_resubmitting() -> None:

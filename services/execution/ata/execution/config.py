@@ -26,6 +26,9 @@ class ExecutionSettings(ServiceSettings):
     sim_fee_bps: float = Field(default=0.0, ge=0)
     sim_latency_ms: float = Field(default=0.0, ge=0)
     sim_participation: float = Field(default=1.0, gt=0, le=1)
+    clock: Literal["market", "wall"] = Field(
+        default="market", description="Time of the engine's timers and the in-process simulated broker: market, the "
+        "latest bar/quote/command time received (paper trading over replayed data); wall, the machine clock (live quotes)")
     http_timeout_ms: int = Field(default=2000, ge=50)
     breaker_failures: int = Field(default=5, ge=1, description="Consecutive broker failures that open its breaker")
     breaker_cooldown_s: float = Field(default=30.0, ge=0)

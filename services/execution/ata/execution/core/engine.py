@@ -218,9 +218,7 @@ class ExecutionEngine:
         async with self._lock(coid):
             existing = self.orders.get(coid)
             if existing is not None:
-                if existing.status is S.SUBMITTED and existing.extra.get("kind") != PARENT:
-                    return await self._resolve_inflight(existing)
-                return []  # redelivered or replayed command: the order exists already
+                return await self._redelivered(existing)
             order = TrackedOrder(
                 client_order_id=coid, symbol=cmd.symbol, side=cmd.side, quantity=cmd.quantity, command_id=cmd.event_id,
                 correlation_id=cmd.correlation_id, created_ts=cmd.ts_event, order_type=cmd.order_type,
@@ -236,6 +234,21 @@ class ExecutionEngine:
             if twap is not None and cmd.order_type is OrderType.MARKET and cmd.quantity >= twap.min_quantity:
                 return await self._start_twap(order, twap)
             return await self._route_and_submit(order)
+
+    async def _redelivered(self, order: TrackedOrder) -> list[Message]:
+        """A command for an order we know (redelivered after a crash, or replayed): nothing is sent again.
+
+        The events of the order's current state are emitted again with their original ids (see
+        :meth:`OrderStateMachine.replay`): a crash after the order was saved but before its events
+        were acknowledged would otherwise lose them, and consumers drop the ones they have. An
+        order still in flight is resolved with its broker first.
+        """
+        changes: list[Message] = []
+        if order.status is S.SUBMITTED and order.extra.get("kind") != PARENT:
+            changes = await self._resolve_inflight(order)
+        replayed = self.sm.replay(order)
+        seen = {e.event_id for e in replayed}
+        return replayed + [e for e in changes if e.event_id not in seen]
 
     async def handle_cancel(self, cmd: CancelOrder) -> list[Message]:
         order = self.orders.get(cmd.client_order_id)

@@ -20,7 +20,9 @@ emits nothing either. An increase beyond the order quantity is illegal.
 
 Event ids are derived from the order's command id and the fact itself (status and
 cumulative quantity), so the same fact produces the same event id after a restart and
-downstream consumers drop the repeat.
+downstream consumers drop the repeat. Each fill is kept on the order (``fills``), so
+:meth:`OrderStateMachine.replay` can state an order's current state again with the very
+ids of its first emission (a redelivered command whose events were lost in a crash).
 """
 
 from __future__ import annotations
@@ -138,6 +140,8 @@ class TrackedOrder:
     updated_ts: int = 0
     submit_attempts: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    #: Every fill applied, as emitted: fill_id, ts_event, broker, quantity, price, fee.
+    fills: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def remaining_qty(self) -> float:
@@ -180,7 +184,8 @@ class OrderStateMachine:
         order.broker = broker
         order.status = S.SUBMITTED
         order.updated_ts = ts_event
-        return [self._lifecycle(order, OrderSubmitted, ts_event, fact=broker)]
+        order.extra.update(submitted_to=broker, submitted_ts=str(ts_event), submitted_broker_order_id=order.broker_order_id)
+        return [self._submitted_event(order, broker, ts_event)]
 
     def rerouted(self, order: TrackedOrder, broker: str, ts_event: int) -> list[Message]:
         """SUBMITTED on one broker that definitely never received it -> SUBMITTED on another."""
@@ -188,7 +193,8 @@ class OrderStateMachine:
             raise IllegalTransition(order.client_order_id, order.status, S.SUBMITTED, "only a submitted order can be rerouted")
         order.broker = broker
         order.updated_ts = ts_event
-        return [self._lifecycle(order, OrderSubmitted, ts_event, fact=broker)]
+        order.extra.update(submitted_to=broker, submitted_ts=str(ts_event), submitted_broker_order_id=order.broker_order_id)
+        return [self._submitted_event(order, broker, ts_event)]
 
     def cancel_requested(self, order: TrackedOrder, ts_event: int) -> None:
         """-> PENDING_CANCEL. No event: the broker's answer (canceled or filled) is the fact."""
@@ -201,6 +207,7 @@ class OrderStateMachine:
         self._check(order, S.REJECTED)
         order.status = S.REJECTED
         order.updated_ts = ts_event
+        order.extra["reason"] = reason[:500]
         return [self._lifecycle(order, OrderRejected, ts_event, reason=reason[:500])]
 
     def closed_as_phantom(self, order: TrackedOrder, reason: str, ts_event: int) -> list[Message]:
@@ -208,6 +215,7 @@ class OrderStateMachine:
         self._check(order, S.CANCELED)
         order.status = S.CANCELED
         order.updated_ts = ts_event
+        order.extra["reason"] = reason[:500]
         return [self._lifecycle(order, OrderCanceled, ts_event, reason=reason[:500])]
 
     # -- broker reports ----------------------------------------------------------------------
@@ -251,7 +259,9 @@ class OrderStateMachine:
             order.cum_filled_qty = cum
             order.avg_fill_price = report.avg_fill_price
         order.cum_fee = max(order.cum_fee, report.cum_fee)
-        lifecycle = self._lifecycle_for(order, report)
+        if target in (S.CANCELED, S.REJECTED):
+            order.extra["reason"] = (report.reason or ("" if target is S.CANCELED else "rejected by broker"))[:500]
+        lifecycle = self._lifecycle_for(order)
         if lifecycle is not None:
             events.append(lifecycle)
         return events
@@ -271,9 +281,37 @@ class OrderStateMachine:
             raise IllegalTransition(order.client_order_id, order.status, target, reason)
 
     # -- event construction ------------------------------------------------------------------
-    def _lifecycle_for(self, order: TrackedOrder, report: BrokerReport) -> Message | None:
-        ts = report.ts_event
+    # -- replay -------------------------------------------------------------------------------
+    def replay(self, order: TrackedOrder) -> list[Message]:
+        """The events that state ``order``'s current state, with the ids of their first emission.
+
+        Its submission (to the broker it was last sent to), every fill, then the lifecycle
+        event of its current status. For a command redelivered after a crash that may have
+        lost its events: consumers (and the journal) drop what they already have and learn
+        what they missed. Intermediate states already passed (an ACCEPTED before a fill) are
+        not restated: the fills and the current status carry the facts.
+        """
+        events: list[Message] = []
+        broker = order.extra.get("submitted_to", order.broker)
+        if broker and order.status is not S.NEW:
+            events.append(self._submitted_event(order, broker, int(order.extra.get("submitted_ts", order.created_ts))))
+        events += [self._fill_event(order, fill) for fill in order.fills]
+        lifecycle = self._lifecycle_for(order)
+        if lifecycle is not None:
+            events.append(lifecycle)
+        return events
+
+    # -- event construction ------------------------------------------------------------------
+    def _submitted_event(self, order: TrackedOrder, broker: str, ts_event: int) -> Message:
+        # As it was when sent: not yet filled, no broker order id yet.
+        return self._lifecycle(order, OrderSubmitted, ts_event, fact=broker, cum_filled_qty=0.0, broker=broker,
+                               broker_order_id=order.extra.get("submitted_broker_order_id", ""))
+
+    def _lifecycle_for(self, order: TrackedOrder) -> Message | None:
+        """The lifecycle event of the order's current status (its ``updated_ts`` is the report's time)."""
+        ts = order.updated_ts
         status = order.status
+        reason = order.extra.get("reason", "")
         if status is S.ACCEPTED:
             return self._lifecycle(order, OrderAccepted, ts)
         if status is S.PARTIALLY_FILLED:
@@ -281,9 +319,9 @@ class OrderStateMachine:
         if status is S.FILLED:
             return self._lifecycle(order, OrderFilled, ts, avg_fill_price=order.avg_fill_price)
         if status is S.CANCELED:
-            return self._lifecycle(order, OrderCanceled, ts, reason=report.reason[:500])
+            return self._lifecycle(order, OrderCanceled, ts, reason=reason)
         if status is S.REJECTED:
-            return self._lifecycle(order, OrderRejected, ts, reason=(report.reason or "rejected by broker")[:500])
+            return self._lifecycle(order, OrderRejected, ts, reason=reason or "rejected by broker")
         if status is S.EXPIRED:
             return self._lifecycle(order, OrderExpired, ts)
         return None  # PENDING_CANCEL / SUBMITTED have no lifecycle event of their own
@@ -294,19 +332,13 @@ class OrderStateMachine:
         return {"event_id": event_id, "correlation_id": order.correlation_id, "causation_id": order.command_id,
                 "source": self.source, "ts_init": int(self._clock())}
 
-    def _lifecycle(self, order: TrackedOrder, cls: type[E], ts_event: int, fact: str = "", **extra: Any) -> E:
-        return cls(
-            **self.envelope(order, cls.__name__, f"{order.cum_filled_qty!r}:{fact}"),
-            ts_event=ts_event,
-            client_order_id=order.client_order_id,
-            broker=order.broker or "unrouted",
-            broker_order_id=order.broker_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=order.quantity,
-            cum_filled_qty=order.cum_filled_qty,
-            **extra,
-        )
+    def _lifecycle(self, order: TrackedOrder, cls: type[E], ts_event: int, fact: str = "",
+                   cum_filled_qty: float | None = None, **extra: Any) -> E:
+        cum = order.cum_filled_qty if cum_filled_qty is None else cum_filled_qty
+        fields = {"ts_event": ts_event, "client_order_id": order.client_order_id, "broker": order.broker or "unrouted",
+                  "broker_order_id": order.broker_order_id, "symbol": order.symbol, "side": order.side,
+                  "quantity": order.quantity, "cum_filled_qty": cum, **extra}
+        return cls(**self.envelope(order, cls.__name__, f"{cum!r}:{fact}"), **fields)
 
     def _fill(self, order: TrackedOrder, report: BrokerReport, delta: float) -> FillReported:
         assert report.avg_fill_price is not None  # checked by apply()
@@ -317,21 +349,26 @@ class OrderStateMachine:
             # Notional conservation: cum·avg_new = prev_cum·avg_prev + delta·price.
             prev_notional = order.cum_filled_qty * (order.avg_fill_price or 0.0)
             price = (cum * report.avg_fill_price - prev_notional) / delta
-        fee = max(0.0, report.cum_fee - order.cum_fee)
-        fill_id = report.fill_id or f"{order.client_order_id}:{cum!r}"
+        fill = {"fill_id": report.fill_id or f"{order.client_order_id}:{cum!r}", "ts_event": report.ts_event,
+                "broker": report.broker, "quantity": delta, "price": price, "fee": max(0.0, report.cum_fee - order.cum_fee)}
+        order.fills.append(fill)
+        return self._fill_event(order, fill)
+
+    def _fill_event(self, order: TrackedOrder, fill: dict[str, Any]) -> FillReported:
+        """The event of one recorded fill; its id is fixed by the fill id."""
         arrival = order.arrival_price
-        slippage = order.side.sign * (price - arrival) * delta if arrival else 0.0
+        quantity, price = float(fill["quantity"]), float(fill["price"])
         return FillReported(
-            **self.envelope(order, "FillReported", fill_id),
-            ts_event=report.ts_event,
-            fill_id=fill_id[:128],
+            **self.envelope(order, "FillReported", str(fill["fill_id"])),
+            ts_event=int(fill["ts_event"]),
+            fill_id=str(fill["fill_id"])[:128],
             client_order_id=order.client_order_id,
-            broker=report.broker,
+            broker=str(fill["broker"]),
             symbol=order.symbol,
             side=order.side,
-            quantity=delta,
+            quantity=quantity,
             price=price,
-            fee=fee,
+            fee=float(fill["fee"]),
             arrival_price=arrival,
-            slippage=slippage,
+            slippage=order.side.sign * (price - arrival) * quantity if arrival else 0.0,
         )
