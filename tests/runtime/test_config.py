@@ -114,3 +114,15 @@ def test_settings_are_frozen_and_reject_unknown_keys() -> None:
         settings.http_port = 8080  # type: ignore[misc]
     with pytest.raises(ConfigError, match="kafka_bootsrap: Extra inputs are not permitted"):
         load_settings(RuntimeSettings, kafka_bootsrap="x:1")
+
+
+def test_prod_accepts_an_optional_secret_left_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    class OptionalKeySettings(ServiceSettings):
+        model_config = SettingsConfigDict(env_prefix="ATA_OPTKEY_", frozen=True)
+        api_key: SecretStr | None = None
+
+    monkeypatch.setenv("ATA_PROFILE", "prod")
+    assert load_settings(OptionalKeySettings).api_key is None
+    monkeypatch.setenv("ATA_OPTKEY_API_KEY", "changeme")
+    with pytest.raises(ConfigError, match="ATA_OPTKEY_API_KEY"):
+        load_settings(OptionalKeySettings)

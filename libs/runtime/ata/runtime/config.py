@@ -99,8 +99,12 @@ class _AtaSettings(BaseSettings):
         bad = []
         for name in self.secret_fields():
             value = getattr(self, name)
+            if value is None:
+                # An optional secret left unset means "that integration is off"; the service's own
+                # validation requires it where the integration is switched on.
+                continue
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
-            if text is None or (isinstance(text, str) and is_placeholder(text)):
+            if isinstance(text, str) and is_placeholder(text):
                 bad.append(f"{env_var(type(self), name)} (field {name})")
         if bad:
             raise ValueError("placeholder or empty secret refused under profile=prod: " + ", ".join(bad))
