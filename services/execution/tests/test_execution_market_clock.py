@@ -26,6 +26,11 @@ def test_market_clock_is_the_latest_event_time_and_never_goes_back() -> None:
     clock.observe(T0 + MINUTE)
     clock.observe(T0)  # an older event (another symbol, a late quote) does not move time back
     assert clock() == T0 + MINUTE and clock.started
+    clock.seed(T0 + 10 * MINUTE)  # a command stamped later upstream does not move market time
+    assert clock() == T0 + MINUTE
+    seeded = MarketClock(lambda: 42)
+    seeded.seed(T0)  # but before any market data a command's time is the best there is
+    assert seeded() == T0 and seeded.started
 
 
 def bar(index: int, price: float) -> BarClosed:

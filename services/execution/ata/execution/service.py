@@ -99,9 +99,10 @@ class ExecutionService(Service):
     #: Distinct keys handled at once. Safe: commands are keyed by client order id, the engine serialises
     #: everything per client order id with its own lock, and orders of different ids share no state that
     #: an await could leave half-updated. Most of a command's time is the broker round trip.
-    #: Outputs are not pipelined (the base default): the engine drops a redelivered command whose order
-    #: its store already knows, so a command's events must be acknowledged before the next is handled.
+    #: Outputs are pipelined: a redelivered command restates its order's events with their original
+    #: ids, so events lost with a crash before their acknowledgement are published again.
     concurrency = 64
+    pipeline_outputs = True
 
     def __init__(self, settings: RuntimeSettings, exec_settings: ExecutionSettings, **kwargs: Any) -> None:
         namespace = exec_settings.topic_namespace
@@ -163,8 +164,10 @@ class ExecutionService(Service):
         await self.store.close()
 
     async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
-        if isinstance(message, SubmitOrder | CancelOrder | QuoteUpdated | BarClosed):
+        if isinstance(message, QuoteUpdated | BarClosed):
             self.clock.observe(message.ts_event)
+        elif isinstance(message, SubmitOrder | CancelOrder):
+            self.clock.seed(message.ts_event)
         if isinstance(message, SubmitOrder):
             started = time.perf_counter()
             events = await self.engine.handle_submit(message)

@@ -2,9 +2,11 @@
 
 Over replayed (or backtested) data, "now" is the time of the market data, not of the
 machine: an order placed after the bar of 10:31 must be judged against the bar of 10:32,
-whatever the wall clock says. :class:`MarketClock` therefore reads the latest event time
-execution has received — bars and quotes, and also order commands, whose ``ts_event`` is
-inherited from the market event that caused them — and never goes backwards.
+whatever the wall clock says. :class:`MarketClock` therefore reads the latest market data
+time execution has received (bars and quotes) and never goes backwards. Until the first
+market data arrives, an order command's ``ts_event`` (inherited from the market event that
+caused it) seeds it; afterwards commands do not move it, since an upstream stage may stamp
+them with its own clock.
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ class MarketClock:
         return self._latest is not None
 
     def observe(self, ts_ns: int) -> None:
-        """Advance to ``ts_ns`` if it is later than the time already known."""
+        """Market data at ``ts_ns``: advance to it if it is later than the time already known."""
         if self._latest is None or ts_ns > self._latest:
+            self._latest = ts_ns
+
+    def seed(self, ts_ns: int) -> None:
+        """A command at ``ts_ns``: market time until market data says otherwise; ignored once started."""
+        if self._latest is None:
             self._latest = ts_ns
 
     def __call__(self) -> int:
