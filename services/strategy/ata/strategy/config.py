@@ -32,6 +32,8 @@ class StrategySettings(ServiceSettings):
     switch_on_sharpe: float = 0.0
     min_dwell_bars: int = Field(21, ge=0)
     adaptive_parameters: bool = True
+    publish_signals: bool = Field(True, description="publish each strategy's SignalGenerated (strategy.signals.v1); "
+                                                  "targets are published either way")
     policy_path: Path | None = Field(None, description="numpy RL policy (.npz); the rl method falls back without it")
     state_key: str = Field("ata:strategy:state", min_length=1, description="Redis key of the engine state cache")
     state_save_every_messages: int = Field(500, gt=0)

@@ -77,7 +77,7 @@ class StrategyService(Service):
         config = self.strategy_settings.meta_config()
         meta = MetaStrategy(config, factory=make_factory(config, available_strategies()), policy=policy)
         return StrategyEngine(meta, source=self.source, timeframe=self.strategy_settings.timeframe,
-                              symbols=self.strategy_settings.symbols)
+                              symbols=self.strategy_settings.symbols, publish_signals=self.strategy_settings.publish_signals)
 
     async def on_start(self) -> None:
         self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)

@@ -1,9 +1,12 @@
 """Events in, events out: the strategy service's pure core.
 
 Inputs: ``BarClosed`` (drives everything), ``RegimeStateUpdated`` (per symbol and ``_market``),
-``SentimentScored``. Outputs per bar: one ``SignalGenerated`` per strategy out of warm-up, then one
-``TargetProposed`` (when any strategy had a signal), all derived from the bar
-(``Message.caused_by(bar, index=i)``), so a replay reproduces the same ids.
+``SentimentScored``. Outputs per bar: one ``SignalGenerated`` per strategy out of warm-up (unless
+``publish_signals`` is off), then one ``TargetProposed`` (when any strategy had a signal), all
+derived from the bar (``Message.caused_by(bar, index=i)``, built by
+:class:`~ata.strategy.core.outputs.OutputFactory`), so a replay reproduces the same ids. Turning
+signals off changes no other output: targets do not depend on them, and their ids use their own
+salt.
 
 Point in time, independent of arrival order:
 
@@ -22,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ata.events import MARKET_KEY, BarClosed, Message, RegimeStateUpdated, SentimentScored
-from ata.events.strategy import ContributingSignal, SignalGenerated, TargetProposed
 from ata.strategy.core.meta import Decision, MetaStrategy
+from ata.strategy.core.outputs import OutputFactory
 from ata.strategy.core.strategies import Bar, MarketContext
 
 #: Regime states / sentiment scores kept per key.
@@ -66,12 +69,16 @@ class _Timeline:
 
 
 class StrategyEngine:
-    """The meta-strategy behind the event contract. ``source`` stamps outputs (``strategy/<instance>``)."""
+    """The meta-strategy behind the event contract. ``source`` stamps outputs (``strategy/<instance>``);
+    ``publish_signals=False`` leaves out the per-strategy ``SignalGenerated`` events (a run where
+    nothing subscribes to them, e.g. a backtest that only trades the targets)."""
 
     def __init__(self, meta: MetaStrategy | None = None, *, source: str = "strategy", timeframe: str | None = None,
-                 symbols: Sequence[str] = ()) -> None:
+                 symbols: Sequence[str] = (), publish_signals: bool = True) -> None:
         self.meta = meta or MetaStrategy()
         self.source = source
+        self.publish_signals = publish_signals
+        self._outputs = OutputFactory(source)
         self.timeframe = timeframe
         self.symbols = frozenset(symbols)
         self.regimes: dict[str, _Timeline] = {}
@@ -110,18 +117,9 @@ class StrategyEngine:
         return self.to_events(bar, decision)
 
     def to_events(self, bar: BarClosed, decision: Decision) -> list[Message]:
-        out: list[Message] = [
-            SignalGenerated.caused_by(bar, index=i, source=self.source, strategy=s.strategy, symbol=bar.symbol,
-                                      direction=s.direction, strength=s.strength, horizon_bars=s.horizon_bars)
-            for i, s in enumerate(decision.signals)
-        ]
-        out.append(TargetProposed.caused_by(
-            bar, index=0, source=self.source, symbol=bar.symbol, target_weight=decision.target_weight,
-            reference_price=bar.close, method=decision.method.value, regime=decision.regime,
-            contributions=tuple(ContributingSignal(strategy=c.strategy, strength=c.strength, weight=c.weight)
-                                for c in decision.contributions),
-        ))
-        return out
+        if self._outputs.source != self.source:
+            self._outputs = OutputFactory(self.source)
+        return self._outputs.build(bar, decision, signals=self.publish_signals)
 
     def snapshot(self) -> dict[str, Any]:
         return {
