@@ -1,16 +1,28 @@
 """``ata up`` (what ``make run`` runs): infra up → provision topics → supervise every service.
 
+Out of the box it paper trades: market data replays synthetic multi-symbol bars (or, with
+``--data sp500``, the shipped S&P 500 series) at ``--speed``, execution trades through the
+in-process simulated broker on market time, and the journal writes to the state directory.
+These are defaults passed to every child as environment variables (:func:`paper_defaults`);
+a variable already set in the environment wins.
+
 Ctrl-C (SIGINT) or SIGTERM stops every service (SIGTERM, 10 s, SIGKILL) and then stops the
 infrastructure, unless it was already running before ``ata up`` (then it is left running).
+The live table shows each service's state, restarts and readiness, and below it the paper
+account as risk reports it on ``/metrics`` (equity, trading state).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import aiohttp
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -22,11 +34,29 @@ from ata.runtime.cli_common import external_endpoints, state_dir
 from ata.runtime.supervisor import ChildSpec, Supervisor, run_until_signalled, status_table
 
 READY_LINE = "platform running; Ctrl-C stops it"
+#: Replay pace per data set: synthetic 1-minute bars at 10 minutes a second; daily bars at a day a second.
+DEFAULT_SPEED = {"synthetic": 600.0, "sp500": 86_400.0}
+TRADING_STATES = {0: "ACTIVE", 1: "REDUCING", 2: "HALTED"}
+ACCOUNT_POLL_S = 2.0
 
 
-def service_specs(names: list[str], state: infra.InfraState, directory: Path) -> list[ChildSpec]:
-    """One child per service: ``python -m ata.runtime.cli run <name>`` against the given infra."""
-    env = {"ATA_KAFKA_BOOTSTRAP": state.kafka_bootstrap, "ATA_REDIS_URL": state.redis_url, "ATA_STATE_DIR": str(directory)}
+def paper_defaults(data: str = "synthetic", speed: float | None = None, symbols: int = 5) -> dict[str, str]:
+    """Environment defaults of a paper-trading run over replayed ``data`` (synthetic or sp500)."""
+    pace = DEFAULT_SPEED[data] if speed is None else speed
+    source = ({"ATA_MARKETDATA_SOURCE": "synthetic", "ATA_MARKETDATA_SYNTHETIC_SYMBOLS": str(symbols)} if data == "synthetic"
+              else {"ATA_MARKETDATA_SOURCE": "dataset", "ATA_MARKETDATA_DATASET": data})
+    return {**source, "ATA_MARKETDATA_SPEED_FACTOR": repr(pace), "ATA_EXECUTION_BROKERS": "sim",
+            "ATA_EXECUTION_CLOCK": "market"}
+
+
+def service_specs(names: list[str], state: infra.InfraState, directory: Path,
+                  defaults: Mapping[str, str] | None = None) -> list[ChildSpec]:
+    """One child per service: ``python -m ata.runtime.cli run <name>`` against the given infra.
+
+    ``defaults`` are passed where the environment does not set the variable already.
+    """
+    env = {k: v for k, v in (defaults or {}).items() if k not in os.environ}
+    env |= {"ATA_KAFKA_BOOTSTRAP": state.kafka_bootstrap, "ATA_REDIS_URL": state.redis_url, "ATA_STATE_DIR": str(directory)}
     return [ChildSpec(name, (sys.executable, "-m", "ata.runtime.cli", "run", name), env) for name in names]
 
 
@@ -57,10 +87,16 @@ def _provision(console: Console, bootstrap: str) -> None:
 def up(
     services: str | None = typer.Option(None, "--services", help="comma-separated subset of installed services; '' for none"),
     provision: bool = typer.Option(True, "--provision/--no-provision", help="create the registry's topics first"),
+    data: str = typer.Option("synthetic", "--data", help="market data to replay: synthetic (multi-symbol) or sp500"),
+    speed: float | None = typer.Option(None, "--speed", min=0.0,
+                                       help="replay speed factor (60: a minute per second; 0: as fast as possible)"),
+    symbols: int = typer.Option(5, "--symbols", min=1, help="number of synthetic symbols"),
 ) -> None:
     """Start infra, provision topics, run every installed service under the supervisor; Ctrl-C stops all."""
     console = make_console()
     names = _select(services)
+    if data not in DEFAULT_SPEED:
+        raise typer.BadParameter(f"--data must be one of {', '.join(DEFAULT_SPEED)}")
     directory = state_dir()
     previous = infra.InfraState.load(directory)
     already_running = previous is not None and all(infra.pid_alive(p) for p in previous.owned_pids())
@@ -71,7 +107,8 @@ def up(
                       + (" (already running)" if already_running else ""))
         if provision:
             _provision(console, state.kafka_bootstrap)
-        supervisor = Supervisor(service_specs(names, state, directory), log_dir=directory / "logs" / "services")
+        specs = service_specs(names, state, directory, paper_defaults(data, speed, symbols))
+        supervisor = Supervisor(specs, log_dir=directory / "logs" / "services")
         asyncio.run(_supervise(console, supervisor))
         console.print("services stopped")
     finally:
@@ -80,22 +117,62 @@ def up(
             console.print("infrastructure stopped")
 
 
+def account_line(metrics_text: str) -> str:
+    """``equity … · trading …`` from risk's Prometheus text (``ata_risk_equity``, ``ata_risk_trading_state``)."""
+    values: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("ata_risk_equity", "ata_risk_trading_state"):
+            with contextlib.suppress(ValueError):
+                values[name] = float(value)
+    if not values:
+        return ""
+    equity = values.get("ata_risk_equity")
+    state = values.get("ata_risk_trading_state")
+    return " · ".join([f"equity {equity:,.2f}" if equity is not None else "equity ?",
+                       f"trading {TRADING_STATES.get(int(state), '?') if state is not None else '?'}"])
+
+
+async def _follow_account(supervisor: Supervisor, account: list[str]) -> None:
+    """Keep ``account[0]`` up to date from risk's ``/metrics`` (empty while risk is not up)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
+        while True:
+            risk = next((s for s in supervisor.snapshot() if s.name == "risk" and s.http_port), None)
+            if risk is not None:
+                try:
+                    async with session.get(f"http://127.0.0.1:{risk.http_port}/metrics") as response:
+                        account[0] = account_line(await response.text())
+                except (aiohttp.ClientError, TimeoutError):
+                    account[0] = ""
+            await asyncio.sleep(ACCOUNT_POLL_S)
+
+
 async def _supervise(console: Console, supervisor: Supervisor) -> None:
+    account = [""]
+    follower = asyncio.create_task(_follow_account(supervisor, account))
+
     def table() -> Table:
-        return status_table(supervisor.snapshot(), time.monotonic(), title="ata up — services")
+        t = status_table(supervisor.snapshot(), time.monotonic(), title="ata up — services")
+        t.caption = account[0] or None
+        return t
 
     console.print(READY_LINE)
-    if console.is_terminal:
-        with Live(table(), console=console, refresh_per_second=4) as live:
-            await run_until_signalled(supervisor, lambda: live.update(table()))
-        return
-    last: list[tuple[object, ...]] | None = None
+    try:
+        if console.is_terminal:
+            with Live(table(), console=console, refresh_per_second=4) as live:
+                await run_until_signalled(supervisor, lambda: live.update(table()))
+            return
+        last: list[tuple[object, ...]] | None = None
 
-    def print_on_change() -> None:
-        nonlocal last
-        now: list[tuple[object, ...]] = [(s.name, s.state, s.pid, s.restarts, s.ready) for s in supervisor.snapshot()]
-        if now != last:
-            console.print(table())
-            last = now
+        def print_on_change() -> None:
+            nonlocal last
+            now: list[tuple[object, ...]] = [(s.name, s.state, s.pid, s.restarts, s.ready) for s in supervisor.snapshot()]
+            if now != last:
+                console.print(table())
+                last = now
 
-    await run_until_signalled(supervisor, print_on_change)
+        await run_until_signalled(supervisor, print_on_change)
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
