@@ -56,6 +56,21 @@ def expected_durations(transition: Sequence[Sequence[float]]) -> tuple[float, ..
     return tuple(math.inf if row[i] >= 1.0 else 1.0 / (1.0 - row[i]) for i, row in enumerate(transition))
 
 
+def _running_sum(values: Iterable[float]) -> float:
+    """Left-to-right float sum (what ``sum`` does up to Python 3.11; 3.12 compensates)."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
+def _dot(a: Sequence[float], b: Sequence[float]) -> float:
+    total = 0.0
+    for x, y in zip(a, b, strict=True):
+        total += x * y
+    return total
+
+
 @dataclass(frozen=True, slots=True)
 class MarkovSwitchingParams:
     """Frozen parameters of a k-regime switching-mean, switching-variance model.
@@ -154,17 +169,16 @@ class HamiltonFilter:
     log f(y_t | y_1..y_{t-1}).
     """
 
-    __slots__ = ("_half_inv_var", "_log_norm", "_means", "_range", "_trans", "loglik", "nobs", "params", "probabilities")
+    __slots__ = ("_half_inv_var", "_log_norm", "_means", "_trans", "loglik", "nobs", "params", "probabilities")
 
     def __init__(self, params: MarkovSwitchingParams, probabilities: Sequence[float] | None = None) -> None:
         self.params = params
-        k = params.k
-        self._range = range(k)
+        regimes = range(params.k)
         self._means = params.means
         self._half_inv_var = tuple(0.5 / v for v in params.variances)
         self._log_norm = tuple(-0.5 * (_LOG_2PI + math.log(v)) for v in params.variances)
         # Column-major copy (to-state first) so the prediction is a dot product per regime.
-        self._trans = tuple(tuple(max(params.transition[j][i], PROBABILITY_FLOOR) for j in self._range) for i in self._range)
+        self._trans = tuple(tuple(max(params.transition[j][i], PROBABILITY_FLOOR) for j in regimes) for i in regimes)
         start = params.initial if params.initial is not None else steady_state(params.transition)
         initial = probabilities if probabilities is not None else start
         self.probabilities: tuple[float, ...] = tuple(max(float(p), PROBABILITY_FLOOR) for p in initial)
@@ -178,25 +192,66 @@ class HamiltonFilter:
         return tuple(math.fsum(p * q for p, q in zip(col, prev, strict=True)) / total for col in self._trans)
 
     def step(self, y: float) -> tuple[float, ...]:
-        """Absorb observation ``y``; return the filtered regime probabilities."""
+        """Absorb observation ``y``; return the filtered regime probabilities.
+
+        k = 2 and k = 3 (the models the regime service advances every bar) are unrolled
+        into scalar code; every branch performs the same operations in the same order
+        (left-to-right sums), so the result does not depend on which branch ran.
+        """
         prev = self.probabilities
-        rng = self._range
-        means = self._means
-        hiv = self._half_inv_var
-        lognorm = self._log_norm
-        ll = [lognorm[i] - (y - means[i]) * (y - means[i]) * hiv[i] for i in rng]
-        top = max(ll)
-        weighted = [
-            sum(p * q for p, q in zip(col, prev, strict=True)) * math.exp(ll_i - top)
-            for col, ll_i in zip(self._trans, ll, strict=True)
-        ]
-        total = sum(weighted)
-        if not total > 0.0:
-            raise FloatingPointError(f"filter collapsed at observation {self.nobs} (y={y!r})")
-        self.probabilities = tuple(w / total for w in weighted)
-        self.loglik += top + math.log(total / sum(prev))
+        k = len(prev)
+        probabilities: tuple[float, ...]
+        if k == 2:
+            p0, p1 = prev
+            m0, m1 = self._means
+            h0, h1 = self._half_inv_var
+            n0, n1 = self._log_norm
+            (a0, a1), (b0, b1) = self._trans
+            d0, d1 = y - m0, y - m1
+            l0, l1 = n0 - d0 * d0 * h0, n1 - d1 * d1 * h1
+            # exp(0.0) is exactly 1.0: the most likely regime's weight needs no exp.
+            if l1 > l0:
+                top, w0, w1 = l1, (a0 * p0 + a1 * p1) * math.exp(l0 - l1), b0 * p0 + b1 * p1
+            else:
+                top, w0, w1 = l0, a0 * p0 + a1 * p1, (b0 * p0 + b1 * p1) * math.exp(l1 - l0)
+            total = w0 + w1
+            if not total > 0.0:
+                raise self._collapsed(y)
+            probabilities = (w0 / total, w1 / total)
+            prev_total = p0 + p1
+        elif k == 3:
+            p0, p1, p2 = prev
+            m0, m1, m2 = self._means
+            h0, h1, h2 = self._half_inv_var
+            n0, n1, n2 = self._log_norm
+            (a0, a1, a2), (b0, b1, b2), (c0, c1, c2) = self._trans
+            d0, d1, d2 = y - m0, y - m1, y - m2
+            l0, l1, l2 = n0 - d0 * d0 * h0, n1 - d1 * d1 * h1, n2 - d2 * d2 * h2
+            top = max(l0, l1, l2)
+            w0 = (a0 * p0 + a1 * p1 + a2 * p2) * math.exp(l0 - top)
+            w1 = (b0 * p0 + b1 * p1 + b2 * p2) * math.exp(l1 - top)
+            w2 = (c0 * p0 + c1 * p1 + c2 * p2) * math.exp(l2 - top)
+            total = w0 + w1 + w2
+            if not total > 0.0:
+                raise self._collapsed(y)
+            probabilities = (w0 / total, w1 / total, w2 / total)
+            prev_total = p0 + p1 + p2
+        else:
+            ll = [n - (y - m) * (y - m) * h for m, h, n in zip(self._means, self._half_inv_var, self._log_norm, strict=True)]
+            top = max(ll)
+            weighted = [_dot(col, prev) * math.exp(ll_i - top) for col, ll_i in zip(self._trans, ll, strict=True)]
+            total = _running_sum(weighted)
+            if not total > 0.0:
+                raise self._collapsed(y)
+            probabilities = tuple(w / total for w in weighted)
+            prev_total = _running_sum(prev)
+        self.probabilities = probabilities
+        self.loglik += top + math.log(total / prev_total)
         self.nobs += 1
-        return self.probabilities
+        return probabilities
+
+    def _collapsed(self, y: float) -> FloatingPointError:
+        return FloatingPointError(f"filter collapsed at observation {self.nobs} (y={y!r})")
 
     def run(self, ys: Iterable[float]) -> FloatArray:
         """Absorb every observation of ``ys``; return the filtered probabilities, shape (n, k)."""
@@ -322,6 +377,20 @@ class RollingRank:
         if len(self._fifo) > self.window:
             old = self._fifo.popleft()
             del self._sorted[bisect_left(self._sorted, old)]
+
+    def rank_push(self, x: float) -> float:
+        """``rank(x)`` followed by ``push(x)``, sharing the binary searches."""
+        values = self._sorted
+        n = len(values)
+        below = bisect_left(values, x)
+        above = bisect_right(values, x, lo=below)
+        rank = (below + 0.5 * (above - below)) / n if n else 0.5
+        fifo = self._fifo
+        fifo.append(x)
+        values.insert(above, x)  # where insort (bisect_right) puts it
+        if len(fifo) > self.window:
+            del values[bisect_left(values, fifo.popleft())]
+        return rank
 
     def snapshot(self) -> dict[str, Any]:
         return {"window": self.window, "values": list(self._fifo)}

@@ -19,23 +19,24 @@ out of that timestamp's market return).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
-
-import numpy as np
 
 from ata.events.regime import RegimeLabel
 from ata.events.values import MARKET_KEY
-from ata.quant.indicators import Ema, RollingStd, Sma, ZScore
 from ata.quant.regime_filters import Garch11Filter, HamiltonFilter, RollingRank, expected_durations
+from ata.regime.core.correlation import CorrelationWindow
 from ata.regime.core.labels import Confirmation, LabelRule, is_volatile
 from ata.regime.core.refit import RefitRequest, RefitResult
+from ata.regime.core.windows import SlidingMoments
 
 _NS_PER_DAY = 86_400 * 10**9
-#: Annualisation used only to seed the EWMA variance before GARCH is fitted.
+#: Smoothing of the EWMA variance that scales momentum until GARCH is fitted.
 _EWMA_ALPHA = 0.06
+_EWMA_KEEP = 1.0 - _EWMA_ALPHA
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,8 @@ class DetectorParams:
             raise ValueError("need 50 <= min_fit_bars <= fit_window_bars")
         if self.refit_every_bars < 1 or self.hysteresis_bars < 1:
             raise ValueError("refit_every_bars and hysteresis_bars must be >= 1")
+        if min(self.trend_window, self.amihud_window, self.correlation_window) < 1 or min(self.rv_window, self.volume_window) < 2:
+            raise ValueError("windows must be >= 1 bar (rv_window and volume_window >= 2: they measure a spread)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,109 +105,139 @@ def _bucket_of(ts: int, size: int) -> int:
     return (ts + (3 * _NS_PER_DAY if size == 7 * _NS_PER_DAY else 0)) // size
 
 
-@dataclass(slots=True)
 class _Track:
     """State of one key (a symbol or ``_market``)."""
 
-    key: str
-    three_state: bool
-    params: DetectorParams
-    bucket_size: int = _NS_PER_DAY
-    last_close: float = math.nan
-    n_returns: int = 0
-    returns: deque[float] = field(default_factory=deque)
-    closes: deque[float] = field(default_factory=deque)
-    ewma_var: Ema = field(default_factory=lambda: Ema(alpha=_EWMA_ALPHA))
-    garch: Garch11Filter | None = None
-    ms2: HamiltonFilter | None = None
-    ms3: HamiltonFilter | None = None
-    rv: RollingStd = field(init=False)
-    rv_rank: RollingRank = field(init=False)
-    drift: Sma = field(init=False)
-    abs_move: Sma = field(init=False)
-    volume_z: ZScore = field(init=False)
-    amihud: Sma = field(init=False)
-    bucket: int = -1
-    bucket_sum_sq: float = 0.0
-    bucket_n: int = 0
-    prev_bucket_sum_sq: float = 0.0
-    prev_bucket_n: int = 0
-    confirmation: Confirmation = field(default_factory=Confirmation)
-    last_refit_bar: int = -1
-    refit_in_flight: bool = False
+    __slots__ = (
+        "abs_move",
+        "amihud",
+        "bucket",
+        "bucket_n",
+        "bucket_size",
+        "bucket_sum_sq",
+        "closes",
+        "confirmation",
+        "drift",
+        "durations",
+        "ewma_var",
+        "garch",
+        "key",
+        "last_close",
+        "last_refit_bar",
+        "ms2",
+        "ms3",
+        "n_returns",
+        "next_refit",
+        "params",
+        "prev_bucket_n",
+        "prev_bucket_sum_sq",
+        "refit_in_flight",
+        "returns",
+        "rv",
+        "rv_rank",
+        "stress_threshold",
+        "three_state",
+        "volume_z",
+    )
 
-    def __post_init__(self) -> None:
-        p = self.params
-        self.returns = deque(maxlen=p.fit_window_bars)
-        self.closes = deque(maxlen=max(p.momentum_lookbacks) + 1)
-        self.rv = RollingStd(p.rv_window)
-        self.rv_rank = RollingRank(p.rv_history_bars)
-        self.drift = Sma(p.trend_window)
-        self.abs_move = Sma(p.trend_window)
-        self.volume_z = ZScore(p.volume_window)
-        self.amihud = Sma(p.amihud_window)
+    def __init__(self, key: str, three_state: bool, params: DetectorParams, bucket_size: int = _NS_PER_DAY) -> None:
+        self.key = key
+        self.three_state = three_state
+        self.params = params
+        self.bucket_size = bucket_size
+        self.last_close = math.nan
+        self.n_returns = 0
+        self.returns: deque[float] = deque(maxlen=params.fit_window_bars)
+        self.closes: deque[float] = deque(maxlen=max(params.momentum_lookbacks) + 1)
+        self.ewma_var = math.nan
+        self.garch: Garch11Filter | None = None
+        self.ms2: HamiltonFilter | None = None
+        self.ms3: HamiltonFilter | None = None
+        self.rv = SlidingMoments(params.rv_window)
+        self.rv_rank = RollingRank(params.rv_history_bars)
+        self.drift = SlidingMoments(params.trend_window)
+        self.abs_move = SlidingMoments(params.trend_window)
+        self.volume_z = SlidingMoments(params.volume_window)
+        self.amihud = SlidingMoments(params.amihud_window)
+        self.bucket = -1
+        self.bucket_sum_sq = 0.0
+        self.bucket_n = 0
+        self.prev_bucket_sum_sq = 0.0
+        self.prev_bucket_n = 0
+        self.confirmation = Confirmation()
+        self.last_refit_bar = -1
+        self.refit_in_flight = False
+        self.next_refit = params.min_fit_bars
+        # Functions of the 2-state parameters, recomputed when they change (not per bar).
+        self.stress_threshold = math.nan
+        self.durations = (math.nan, math.nan)
 
     # -- per-bar -----------------------------------------------------------------------
     def absorb(self, ts: int, close: float, dollar_volume: float, factors: dict[str, float]) -> float | None:
-        """Advance every factor with a bar; return the log return in percent (``None`` for a first bar)."""
+        """Advance every factor with a bar; return the log return in percent (``None`` for a first bar).
+
+        Raises ``ValueError`` when the bar makes a factor input non-finite (e.g. a zero or
+        infinite close or dollar volume).
+        """
         prev = self.last_close
         self.last_close = close
-        self.closes.append(close)
-        if dollar_volume > 0.0:
-            self.volume_z.update(math.log(dollar_volume))
-            vz = self.volume_z.value
+        closes = self.closes
+        closes.append(close)
+        traded = dollar_volume > 0.0
+        if traded:
+            log_volume = math.log(dollar_volume)
+            if not math.isfinite(log_volume):
+                raise ValueError(f"{self.key}: non-finite dollar volume {dollar_volume!r}")
+            self.volume_z.push(log_volume)
+            vz = self.volume_z.zscore()
             if not math.isnan(vz):
                 factors["volume_z"] = vz
-        if math.isnan(prev):
+        if math.isnan(prev):  # the key's first bar
             return None
         r = 100.0 * math.log(close / prev)
+        if not math.isfinite(r):
+            raise ValueError(f"{self.key}: non-finite return from close {prev!r} -> {close!r}")
         self.n_returns += 1
         self.returns.append(r)
-        self._absorb_bucket(ts, r)
-        if self.garch is not None:
+        r2 = r * r
+        bucket = _bucket_of(ts, self.bucket_size)
+        if bucket != self.bucket:
+            self.prev_bucket_sum_sq, self.prev_bucket_n = self.bucket_sum_sq, self.bucket_n
+            self.bucket, self.bucket_sum_sq, self.bucket_n = bucket, 0.0, 0
+        self.bucket_sum_sq += r2
+        self.bucket_n += 1
+        garch = self.garch
+        if garch is not None:
             # GARCH variance of this bar, taken before the recursion absorbs it.
-            factors["garch_vol_pct"] = math.sqrt(self.garch.variance)
-            self.garch.step(r)
-        self.ewma_var.update(r * r)
-        rv = self.rv.update(r)
+            factors["garch_vol_pct"] = math.sqrt(garch.variance)
+            garch.step(r)
+        ewma = self.ewma_var
+        self.ewma_var = ewma = r2 if math.isnan(ewma) else _EWMA_ALPHA * r2 + _EWMA_KEEP * ewma
+        self.rv.push(r)
+        rv = self.rv.std()
         if not math.isnan(rv):
             factors["realized_vol_pct"] = rv
-            factors["realized_vol_percentile"] = self.rv_rank.rank(rv)
-            self.rv_rank.push(rv)
-        drift = self.drift.update(r)
-        moved = self.abs_move.update(abs(r))
+            factors["realized_vol_percentile"] = self.rv_rank.rank_push(rv)
+        drift = self.drift.push(r)
+        moved = self.abs_move.push(abs(r))
         if moved > 0.0:
             factors["trend_strength"] = abs(drift) / moved
-        if dollar_volume > 0.0:
-            amihud = self.amihud.update(abs(r) / dollar_volume * 1e6)
+        if traded:
+            amihud = self.amihud.push(abs(r) / dollar_volume * 1e6)
             if not math.isnan(amihud):
                 factors["amihud_illiquidity"] = amihud
-        sigma = self.vol_per_bar()
+        # Momentum is scaled by the conditional volatility per bar: GARCH once fitted, EWMA before.
+        sigma = math.sqrt(garch.variance) if garch is not None else math.sqrt(ewma) if ewma > 0.0 else 0.0
         scores = []
-        closes = self.closes
-        for n in self.params.momentum_lookbacks:
-            if len(closes) > n:
+        available = len(closes)
+        for n, name, root_n in _momentum_terms(self.params.momentum_lookbacks):
+            if available > n:
                 mom = 100.0 * math.log(close / closes[-1 - n])
-                factors[f"momentum_{n}"] = mom
+                factors[name] = mom
                 if sigma > 0.0:
-                    scores.append(mom / (sigma * math.sqrt(n)))
+                    scores.append(mom / (sigma * root_n))
         factors["trend_score"] = sum(scores) / len(scores) if scores else 0.0
         return r
-
-    def vol_per_bar(self) -> float:
-        """Conditional volatility (percent per bar) used to scale momentum: GARCH once fitted, EWMA before."""
-        if self.garch is not None:
-            return math.sqrt(self.garch.variance)
-        v = self.ewma_var.value
-        return math.sqrt(v) if v > 0.0 else 0.0
-
-    def _absorb_bucket(self, ts: int, r: float) -> None:
-        b = _bucket_of(ts, self.bucket_size)
-        if b != self.bucket:
-            self.prev_bucket_sum_sq, self.prev_bucket_n = self.bucket_sum_sq, self.bucket_n
-            self.bucket, self.bucket_sum_sq, self.bucket_n = b, 0.0, 0
-        self.bucket_sum_sq += r * r
-        self.bucket_n += 1
 
     def higher_timeframe_variance(self, min_bucket_bars: int) -> float:
         if self.bucket_n >= min_bucket_bars or self.prev_bucket_n == 0:
@@ -213,14 +246,25 @@ class _Track:
 
     # -- refits ------------------------------------------------------------------------
     def refit_due(self) -> bool:
+        return not self.refit_in_flight and self.n_returns >= self.next_refit
+
+    def _schedule(self) -> None:
         p = self.params
-        if self.refit_in_flight or self.n_returns < p.min_fit_bars:
-            return False
-        return self.last_refit_bar < 0 or self.n_returns - self.last_refit_bar >= p.refit_every_bars
+        last = self.last_refit_bar
+        self.next_refit = p.min_fit_bars if last < 0 else max(p.min_fit_bars, last + p.refit_every_bars)
+
+    def _install_ms2(self, filt: HamiltonFilter | None) -> None:
+        self.ms2 = filt
+        if filt is not None:
+            variances = filt.params.variances
+            self.stress_threshold = math.sqrt(variances[0] * variances[1])
+            calm, stress = expected_durations(filt.params.transition)
+            self.durations = (calm, stress)
 
     def apply(self, result: RefitResult) -> None:
         self.refit_in_flight = False
         self.last_refit_bar = result.request_bar
+        self._schedule()
         missed = self.n_returns - result.request_bar
         if missed < 0 or missed > len(self.returns):
             return  # the request came from another run of this key (e.g. before a restore)
@@ -234,7 +278,7 @@ class _Track:
             for r in catch_up:
                 filt.step(r)
             if k == 2:
-                self.ms2 = filt
+                self._install_ms2(filt)
             elif k == 3 and self.three_state:
                 self.ms3 = filt
 
@@ -248,16 +292,21 @@ class _Track:
             "n_returns": self.n_returns,
             "returns": list(self.returns),
             "closes": list(self.closes),
-            "ewma_var": self.ewma_var.snapshot(),
+            "ewma_var": {
+                "kind": "Ema",
+                "version": 1,
+                "alpha": _EWMA_ALPHA,
+                "_value": None if math.isnan(self.ewma_var) else self.ewma_var,
+            },
             "garch": None if self.garch is None else self.garch.snapshot(),
             "ms2": None if self.ms2 is None else self.ms2.snapshot(),
             "ms3": None if self.ms3 is None else self.ms3.snapshot(),
-            "rv": self.rv.snapshot(),
+            "rv": self.rv.snapshot("RollingStd"),
             "rv_rank": self.rv_rank.snapshot(),
-            "drift": self.drift.snapshot(),
-            "abs_move": self.abs_move.snapshot(),
-            "volume_z": self.volume_z.snapshot(),
-            "amihud": self.amihud.snapshot(),
+            "drift": self.drift.snapshot("Sma"),
+            "abs_move": self.abs_move.snapshot("Sma"),
+            "volume_z": self.volume_z.snapshot("ZScore"),
+            "amihud": self.amihud.snapshot("Sma"),
             "bucket": [self.bucket, self.bucket_sum_sq, self.bucket_n, self.prev_bucket_sum_sq, self.prev_bucket_n],
             "confirmation": self.confirmation.snapshot(),
             "last_refit_bar": self.last_refit_bar,
@@ -265,29 +314,37 @@ class _Track:
 
     @classmethod
     def restore(cls, state: dict[str, Any], params: DetectorParams) -> _Track:
-        track = cls(
-            key=state["key"], three_state=bool(state["three_state"]), params=params, bucket_size=int(state["bucket_size"])
-        )
+        track = cls(str(state["key"]), bool(state["three_state"]), params, int(state["bucket_size"]))
         track.last_close = math.nan if state["last_close"] is None else float(state["last_close"])
         track.n_returns = int(state["n_returns"])
-        track.returns.extend(state["returns"])
-        track.closes.extend(state["closes"])
-        track.ewma_var = Ema.restore(state["ewma_var"])
+        track.returns.extend(float(r) for r in state["returns"])
+        track.closes.extend(float(c) for c in state["closes"])
+        ewma = state["ewma_var"]
+        if ewma.get("kind") != "Ema" or ewma.get("alpha") != _EWMA_ALPHA:
+            raise ValueError(f"unexpected EWMA variance state {ewma!r}")
+        track.ewma_var = math.nan if ewma["_value"] is None else float(ewma["_value"])
         track.garch = None if state["garch"] is None else Garch11Filter.restore(state["garch"])
-        track.ms2 = None if state["ms2"] is None else HamiltonFilter.restore(state["ms2"])
+        track._install_ms2(None if state["ms2"] is None else HamiltonFilter.restore(state["ms2"]))
         track.ms3 = None if state["ms3"] is None else HamiltonFilter.restore(state["ms3"])
-        track.rv = RollingStd.restore(state["rv"])
+        track.rv = SlidingMoments.restore(state["rv"])
         track.rv_rank = RollingRank.restore(state["rv_rank"])
-        track.drift = Sma.restore(state["drift"])
-        track.abs_move = Sma.restore(state["abs_move"])
-        track.volume_z = ZScore.restore(state["volume_z"])
-        track.amihud = Sma.restore(state["amihud"])
+        track.drift = SlidingMoments.restore(state["drift"])
+        track.abs_move = SlidingMoments.restore(state["abs_move"])
+        track.volume_z = SlidingMoments.restore(state["volume_z"])
+        track.amihud = SlidingMoments.restore(state["amihud"])
         b = state["bucket"]
         track.bucket, track.bucket_sum_sq, track.bucket_n = int(b[0]), float(b[1]), int(b[2])
         track.prev_bucket_sum_sq, track.prev_bucket_n = float(b[3]), int(b[4])
         track.confirmation = Confirmation.restore(state["confirmation"])
         track.last_refit_bar = int(state["last_refit_bar"])
+        track._schedule()
         return track
+
+
+@functools.cache
+def _momentum_terms(lookbacks: tuple[int, ...]) -> tuple[tuple[int, str, float], ...]:
+    """Per lookback n: n, its factor name and sqrt(n) (the horizon scaling of the trend score)."""
+    return tuple((n, f"momentum_{n}", math.sqrt(n)) for n in lookbacks)
 
 
 class _CrossSection:
@@ -299,29 +356,8 @@ class _CrossSection:
         self.returns: dict[str, float] = {}
         self.dollar_volume = 0.0
         self.level = 1.0
-        self.columns: dict[str, int] = {}
-        self.window: deque[dict[str, float]] = deque(maxlen=params.correlation_window)
+        self.window = CorrelationWindow(params.correlation_window)
         self.corr_rank = RollingRank(params.correlation_history_bars)
-
-    def average_correlation(self) -> float:
-        """Mean pairwise correlation over the window, among symbols present in every row (NaN if < 2)."""
-        rows = self.window
-        if len(rows) < self.params.correlation_window:
-            return math.nan
-        names = sorted(set.intersection(*(set(r) for r in rows)))
-        n = len(names)
-        if n < 2:
-            return math.nan
-        m = np.array([[row[s] for s in names] for row in rows], dtype=np.float64)
-        m -= m.mean(axis=0)
-        sd = np.sqrt((m * m).sum(axis=0))
-        live = sd > 0.0
-        n = int(live.sum())
-        if n < 2:
-            return math.nan
-        z = m[:, live] / sd[live]
-        total = float((z.sum(axis=1) ** 2).sum())  # = sum of all pairwise correlations, diagonal included
-        return (total - n) / (n * (n - 1))
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -329,7 +365,7 @@ class _CrossSection:
             "returns": dict(self.returns),
             "dollar_volume": self.dollar_volume,
             "level": self.level,
-            "window": [dict(r) for r in self.window],
+            "window": self.window.rows(),
             "corr_rank": self.corr_rank.snapshot(),
         }
 
@@ -338,8 +374,9 @@ class _CrossSection:
         self.returns = {str(k): float(v) for k, v in state["returns"].items()}
         self.dollar_volume = float(state["dollar_volume"])
         self.level = float(state["level"])
-        self.window.clear()
-        self.window.extend({str(k): float(v) for k, v in r.items()} for r in state["window"])
+        self.window = CorrelationWindow(self.params.correlation_window)
+        for row in state["window"]:
+            self.window.push({str(k): float(v) for k, v in row.items()})
         self.corr_rank = RollingRank.restore(state["corr_rank"])
 
 
@@ -352,6 +389,9 @@ class RegimeDetector:
         self._tracks: dict[str, _Track] = {}
         self._symbols: set[str] = set()
         self._cross = _CrossSection(self.params)
+        #: Keys whose refit may be due: every change that can make one due adds its key, so
+        #: :meth:`needs_refit` looks at these instead of scanning every key per bar.
+        self._maybe_due: set[str] = set()
 
     # -- hot path ----------------------------------------------------------------------
     def update(self, symbol: str, ts_event: int, close: float, volume: float, timeframe: str = "1d") -> list[RegimeState]:
@@ -360,19 +400,20 @@ class RegimeDetector:
         A ``_market`` state may belong to an earlier timestamp (the cross-section that this
         bar proved complete); its ``ts_event`` says which.
         """
-        out: list[RegimeState] = []
         cross = self._cross
+        market = None
         if cross.ts >= 0 and ts_event > cross.ts:
             market = self._close_cross_section(timeframe)
-            if market is not None:
-                out.append(market)
-        track = self._track(symbol, timeframe)
+        track = self._tracks.get(symbol)
+        if track is None:
+            track = self._track(symbol, timeframe)
         prev_close = track.last_close
         state = self._step(track, ts_event, close, close * volume)
-        if state is not None:
-            out.insert(0, state)
+        out = [] if state is None else [state]
+        if market is not None:
+            out.append(market)
         self._symbols.add(symbol)
-        if ts_event >= cross.ts and not math.isnan(prev_close):
+        if ts_event >= cross.ts and not math.isnan(prev_close):  # the bar has a return
             cross.ts = ts_event
             cross.returns[symbol] = 100.0 * math.log(close / prev_close)
             cross.dollar_volume += close * volume
@@ -387,7 +428,7 @@ class RegimeDetector:
         if track is None:
             mode = self.params.three_state_keys
             three = mode == "all" or (mode == "market" and key == MARKET_KEY)
-            track = _Track(key=key, three_state=three, params=self.params, bucket_size=bucket_ns(timeframe))
+            track = _Track(key, three, self.params, bucket_ns(timeframe))
             self._tracks[key] = track
         return track
 
@@ -399,15 +440,14 @@ class RegimeDetector:
         ts = cross.ts
         mean = sum(rets.values()) / len(rets)
         cross.level *= math.exp(mean / 100.0)
-        cross.window.append(dict(rets))
+        cross.window.push(rets)
         dollar_volume = cross.dollar_volume
         cross.returns, cross.dollar_volume, cross.ts = {}, 0.0, -1
         extra: dict[str, float] = {}
-        corr = cross.average_correlation()
+        corr = cross.window.average()
         if not math.isnan(corr):
             extra["avg_correlation"] = corr
-            extra["correlation_percentile"] = cross.corr_rank.rank(corr)
-            cross.corr_rank.push(corr)
+            extra["correlation_percentile"] = cross.corr_rank.rank_push(corr)
         track = self._track(MARKET_KEY, timeframe)
         if math.isnan(track.last_close):
             track.last_close = 1.0  # the index starts at 1 before its first return
@@ -418,34 +458,33 @@ class RegimeDetector:
     ) -> RegimeState | None:
         factors: dict[str, float] = {} if extra is None else extra
         r = track.absorb(ts, close, dollar_volume, factors)
-        if r is None or track.ms2 is None:
+        if r is None:
             return None
-        p2 = track.ms2.step(r)
-        stress = p2[1]
+        if track.n_returns >= track.next_refit:
+            self._maybe_due.add(track.key)
+        ms2 = track.ms2
+        if ms2 is None:
+            return None
+        params = self.params
+        stress = ms2.step(r)[1]
         if track.ms3 is not None:
             extreme = track.ms3.step(r)[2]
         else:
-            extreme = 1.0 if factors.get("realized_vol_percentile", 0.0) >= self.params.crisis_rv_percentile else 0.0
+            extreme = 1.0 if factors.get("realized_vol_percentile", 0.0) >= params.crisis_rv_percentile else 0.0
         trend = factors["trend_score"]
         rule = self.rule
         label = rule.classify(stress, extreme, trend)
         probs = rule.probabilities(stress, extreme, trend)
-        ms2 = track.ms2.params
-        variances = ms2.variances
-        threshold = math.sqrt(variances[0] * variances[1])
-        htf_volatile = track.higher_timeframe_variance(self.params.min_bucket_bars) > threshold
-        first = track.confirmation.confirmed is None
-        previous = track.confirmation.update(
-            label, probs, htf_volatile, self.params.hysteresis_bars, self.params.probability_margin
-        )
-        confirmed = track.confirmation.confirmed
+        htf_volatile = track.higher_timeframe_variance(params.min_bucket_bars) > track.stress_threshold
+        confirmation = track.confirmation
+        first = confirmation.confirmed is None
+        previous = confirmation.update(label, probs, htf_volatile, params.hysteresis_bars, params.probability_margin)
+        confirmed = confirmation.confirmed
         assert confirmed is not None  # set by the first update
         factors["p_stress"] = stress
         factors["p_extreme"] = extreme
         factors["higher_timeframe_volatile"] = 1.0 if htf_volatile else 0.0
-        calm_days, stress_days = expected_durations(ms2.transition)
-        factors["expected_duration_calm_bars"] = calm_days
-        factors["expected_duration_stress_bars"] = stress_days
+        factors["expected_duration_calm_bars"], factors["expected_duration_stress_bars"] = track.durations
         return RegimeState(
             key=track.key,
             ts_event=ts,
@@ -456,14 +495,16 @@ class RegimeDetector:
             probabilities=probs,
             confidence=probs[label],
             factors=factors,
-            transition_matrix=ms2.transition,
+            transition_matrix=ms2.params.transition,
         )
 
     # -- refits ------------------------------------------------------------------------
     def needs_refit(self) -> list[RefitRequest]:
         """Refit requests that are due; each key has at most one in flight until :meth:`apply_refit`."""
+        if not self._maybe_due:
+            return []
         requests = []
-        for key in sorted(self._tracks):
+        for key in sorted(self._maybe_due):
             track = self._tracks[key]
             if track.refit_due():
                 track.refit_in_flight = True
@@ -472,6 +513,7 @@ class RegimeDetector:
                 requests.append(
                     RefitRequest(key, track.n_returns, tuple(track.returns), regimes, previous, self.params.em_iterations)
                 )
+        self._maybe_due.clear()
         return requests
 
     def apply_refit(self, result: RefitResult) -> None:
@@ -479,12 +521,14 @@ class RegimeDetector:
         track = self._tracks.get(result.key)
         if track is not None:
             track.apply(result)
+            self._maybe_due.add(result.key)
 
     def release_refit(self, key: str) -> None:
         """Forget an in-flight request that will never complete (e.g. its worker died); it is re-issued when due."""
         track = self._tracks.get(key)
         if track is not None:
             track.refit_in_flight = False
+            self._maybe_due.add(key)
 
     # -- introspection and persistence -------------------------------------------------
     def tracked_keys(self) -> list[str]:
@@ -514,4 +558,5 @@ class RegimeDetector:
         det._symbols = set(state["symbols"])
         det._tracks = {k: _Track.restore(s, det.params) for k, s in state["tracks"].items()}
         det._cross.restore(state["cross"])
+        det._maybe_due = set(det._tracks)
         return det
