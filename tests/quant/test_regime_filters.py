@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 from arch import arch_model
 from arch.data import sp500
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from statsmodels.tsa.regime_switching.markov_regression import MarkovRegression
 
 from ata.quant.regime_filters import (
+    PROBABILITY_FLOOR,
     Garch11Filter,
     Garch11Params,
     HamiltonFilter,
@@ -118,3 +121,58 @@ def test_rolling_rank_equals_brute_force() -> None:
         ranker.push(float(x))
     restored = RollingRank.restore(ranker.snapshot())
     assert restored.rank(0.3) == ranker.rank(0.3) and len(restored) == 50
+
+
+def _reference_step(params: MarkovSwitchingParams, prev: tuple[float, ...], y: float) -> tuple[float, ...]:
+    """The Hamilton step written as the plain loop over regimes (left-to-right sums)."""
+    k = params.k
+    ll = [
+        -0.5 * (math.log(2.0 * math.pi) + math.log(v)) - (y - m) * (y - m) * (0.5 / v)
+        for m, v in zip(params.means, params.variances, strict=True)
+    ]
+    top = max(ll)
+    weighted = []
+    for i in range(k):
+        predicted = 0.0
+        for j in range(k):
+            predicted += max(params.transition[j][i], PROBABILITY_FLOOR) * prev[j]
+        weighted.append(predicted * math.exp(ll[i] - top))
+    total = 0.0
+    for w in weighted:
+        total += w
+    return tuple(w / total for w in weighted)
+
+
+@st.composite
+def _markov_params(draw: st.DrawFn) -> MarkovSwitchingParams:
+    k = draw(st.integers(min_value=2, max_value=4))
+    rows = []
+    for _ in range(k):
+        weights = [draw(st.floats(min_value=0.0, max_value=1.0)) + 1e-3 for _ in range(k)]
+        rows.append(tuple(w / math.fsum(weights) for w in weights))
+    return MarkovSwitchingParams(
+        means=tuple(draw(st.floats(min_value=-2.0, max_value=2.0)) for _ in range(k)),
+        variances=tuple(draw(st.floats(min_value=0.05, max_value=20.0)) for _ in range(k)),
+        transition=tuple(rows),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(params=_markov_params(), ys=st.lists(st.floats(min_value=-60.0, max_value=60.0), min_size=1, max_size=30))
+def test_unrolled_hamilton_steps_equal_the_plain_loop_bit_for_bit(params: MarkovSwitchingParams, ys: list[float]) -> None:
+    filt = HamiltonFilter(params)
+    probabilities = filt.probabilities
+    for y in ys:
+        probabilities = _reference_step(params, probabilities, y)
+        assert filt.step(y) == probabilities
+
+
+@settings(max_examples=100, deadline=None)
+@given(xs=st.lists(st.integers(min_value=0, max_value=12).map(lambda i: i / 4), max_size=80), window=st.integers(1, 20))
+def test_rank_push_equals_rank_then_push(xs: list[float], window: int) -> None:
+    combined, separate = RollingRank(window), RollingRank(window)
+    for x in xs:
+        expected = separate.rank(x)
+        separate.push(x)
+        assert combined.rank_push(x) == expected
+    assert combined.snapshot() == separate.snapshot()
