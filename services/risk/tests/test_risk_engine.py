@@ -66,6 +66,23 @@ def only(messages: list[Message], cls: type[Any]) -> list[Any]:
     return [m for m in messages if isinstance(m, cls)]
 
 
+def test_risk_check_order_decides_like_a_target() -> None:
+    """``check_order`` with the quantity sizing chose gives the very order ``handle`` gives; a denial likewise."""
+    sized, direct = engine_with(), engine_with()
+    now = warm(sized)
+    assert warm(direct) == now
+    t = target("AAA", now, 0.25, 100.0)
+    [order] = only(sized.handle(t), SubmitOrder)
+    assert direct.check_order(t, "AAA", order.quantity, t.reference_price, order.reason) == [order]
+    assert direct.open_orders == sized.open_orders and direct.bucket == sized.bucket
+    for engine in (sized, direct):
+        engine.handle(command(HaltTrading, now + 1, reason="test"))
+    later = target("AAA", now + 2, -0.25, 100.0)
+    [denied] = only(sized.handle(later), OrderDenied)
+    assert direct.check_order(later, "AAA", -2500.0, later.reference_price) == [denied]
+    assert denied.reason is DenialReason.TRADING_HALTED
+
+
 def test_risk_target_becomes_order_with_deterministic_intent() -> None:
     engine = engine_with()
     now = warm(engine)

@@ -53,7 +53,7 @@ from ata.risk.core import checks, clusters
 from ata.risk.core.drawdown import DailyLoss, DrawdownPolicy, DrawdownTier
 from ata.risk.core.limits import LimitBook, Limits, LimitsError
 from ata.risk.core.market import MarketParams, SymbolMarket
-from ata.risk.core.outputs import OrderOutputs, derived_id
+from ata.risk.core.outputs import OrderOutputs, derived_id, uuid5_bytes
 from ata.risk.core.sizing import SizingInput, SizingParams, annual_vol, size_target
 from ata.risk.core.states import TradingStateMachine, Transition
 from ata.risk.core.stress import Exposure, StressPolicy, StressSignals, UnwindLeg, hedge_quantity, next_slice, plan_unwind
@@ -158,17 +158,18 @@ class RiskEngine:
         ts = message.ts_event
         self.last_ts_ns = max(self.last_ts_ns, ts)
         self._expire_reviews(ts, out)
-        if isinstance(message, BarClosed):
+        # The input types are unrelated classes, so the order of these tests only saves time.
+        if isinstance(message, TargetProposed):
+            self._on_target(message, out)
+        elif isinstance(message, FillReported):
+            self._on_fill(message, out)
+        elif isinstance(message, BarClosed):
             self._on_bar(message, out)
         elif isinstance(message, QuoteUpdated):
             self._market(message.symbol).on_quote(ts, message.bid, message.ask)
             self._liquidity_from_quote(message.symbol)
-        elif isinstance(message, TargetProposed):
-            self._on_target(message, out)
         elif isinstance(message, OversightReviewed):
             self._on_review(message, out)
-        elif isinstance(message, FillReported):
-            self._on_fill(message, out)
         elif isinstance(message, TERMINAL_ORDER_EVENTS):
             self._close(message.client_order_id)
         elif isinstance(message, RegimeStateUpdated):
@@ -426,7 +427,7 @@ class RiskEngine:
         (flatten, unwind, hedge) may cause several, numbered by output position."""
         if isinstance(cause, TargetProposed):
             return intent_for(cause.event_id)
-        return derived_id(cause.event_id, len(out), "risk:intent")
+        return derived_id(cause.event_id, len(out), INTENT_SALT)
 
     def _emit_order(self, cause: Message, symbol: str, qty: float, reason: str, out: list[Message]) -> None:
         intent = self._intent(cause, out)
@@ -480,16 +481,28 @@ class RiskEngine:
             cluster=cluster, cluster_other_gross=cluster_other, bucket=self.bucket,
         )
 
+    def check_order(self, cause: Message, symbol: str, quantity: float, reference_price: float,
+                    reason: str = "") -> list[Message]:
+        """Decide one proposed order (signed ``quantity``) that ``cause`` asks for, without sizing.
+
+        Returns ``[SubmitOrder]`` (the order is booked as in flight and spends a rate token) or
+        ``[OrderDenied]`` with the first failing check's reason. Ids derive from ``cause`` exactly as
+        when :meth:`handle` decides a target (a target's order gets :func:`intent_for` the target).
+        """
+        out: list[Message] = []
+        self.last_ts_ns = max(self.last_ts_ns, cause.ts_event)
+        self._check_and_emit(cause, symbol, quantity, reference_price, reason=reason, out=out)
+        return out
+
     def _check_and_emit(self, cause: Message, symbol: str, qty: float, reference_price: float, *, reason: str,
-                        out: list[Message]) -> bool:
+                        out: list[Message]) -> None:
         order = self.order_check(symbol, qty, reference_price, max(cause.ts_event, self.last_ts_ns))
         denial = checks.run_checks(order)
         if denial is not None:
             self._deny(cause, symbol, denial.reason, denial.detail, out)
-            return False
+            return
         self.bucket.take(order.ts_ns)
         self._emit_order(cause, symbol, qty, reason, out)
-        return True
 
     # ------------------------------------------------------------------ targets and oversight
     def _needs_review(self, target: TargetProposed) -> bool:
@@ -586,14 +599,15 @@ class RiskEngine:
     def _decide(self, target: TargetProposed, max_weight: float | None, out: list[Message]) -> None:
         symbol = target.symbol
         market = self.markets.get(symbol)
-        price = market.last_price if market is not None and market.has_price else target.reference_price
-        vol_bar = market.vol_per_bar(self.market_params, 0.0) if market is not None else 0.0
-        other_gross, cov_others, cross = self._portfolio_terms(symbol, annual_vol(vol_bar, self.sizing_params))
-        sizing = size_target(SizingInput(
-            target_weight=target.target_weight, equity=self.portfolio.equity, price=price, vol_per_bar=vol_bar,
-            atr=market.atr if market is not None else 0.0, scale=self._risk_scale(symbol), other_gross=other_gross,
-            other_weights_vol=(cov_others, cross), max_target_weight=max_weight,
-        ), self.sizing_params)
+        if market is not None:
+            price = market.last_price if market.has_price else target.reference_price
+            vol_bar, atr = market.vol_per_bar(self.market_params, 0.0), market.atr
+        else:
+            price, vol_bar, atr = target.reference_price, 0.0, 0.0
+        params = self.sizing_params
+        other_gross, cov_others, cross = self._portfolio_terms(symbol, annual_vol(vol_bar, params))
+        sizing = size_target(SizingInput(target.target_weight, self.portfolio.equity, price, vol_bar, atr,
+                                         self._risk_scale(symbol), other_gross, (cov_others, cross), max_weight), params)
         held = self.portfolio.quantity(symbol) + self._pending(symbol)
         lot = self.settings.lot_size
         delta = _to_lot(sizing.quantity - held, lot)
@@ -715,6 +729,10 @@ def _to_lot(quantity: float, lot: float) -> float:
     return round_quantity(quantity, lot)
 
 
+INTENT_SALT = "risk:intent"
+_FIRST_INTENT_NAME = f"{INTENT_SALT}\x1f0".encode()
+
+
 def intent_for(target_event_id: uuid.UUID) -> uuid.UUID:
-    """The intent id risk gives the first order caused by a target (outputs start at index 0)."""
-    return derived_id(target_event_id, 0, salt="risk:intent")
+    """The intent id risk gives the first order caused by a target: ``derived_id(target, 0, salt="risk:intent")``."""
+    return uuid5_bytes(target_event_id.bytes, _FIRST_INTENT_NAME)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +33,7 @@ class SizingParams:
     margin_rate: float  # initial margin per unit of gross notional (1 = cash account)
 
 
-@dataclass(frozen=True, slots=True)
-class SizingInput:
+class SizingInput(NamedTuple):  # a tuple: built once per target, cheaper than a frozen dataclass
     target_weight: float
     equity: float
     price: float
@@ -45,8 +45,7 @@ class SizingInput:
     max_target_weight: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Sizing:
+class Sizing(NamedTuple):
     weight: float
     quantity: float
     binding: str  # which step limited the weight last ("none" if none)
