@@ -1,9 +1,10 @@
-"""Regime detection: hot-path cost per symbol-bar (fits excluded: they run off the hot path)."""
+"""Regime detection: hot-path cost per symbol-bar, detector alone and with its events (fits run off the hot path)."""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ata.events.market import BarClosed
 from ata.quant.synthetic import SyntheticConfig, SyntheticMarket
@@ -41,18 +42,42 @@ def _bars(n_symbols: int, n_bars: int, seed: int) -> list[BarClosed]:
     return out
 
 
-@benchmark(
-    name="regime.hot_path",
-    goal="per symbol-bar cost of regime detection (factors, filters, label, confirmation) <= 50 us, 1 and 100 symbols",
-    params={"symbols": [1, 100], "warmup_bars": 300, "timed_bars": 300, "seed": 3},
-    quick={"symbols": [1, 20], "timed_bars": 100},
-)
-def bench_hot_path(ctx: Context) -> Iterator[Metric]:
-    # Machine reference, to read the numbers on a shared or loaded host: one empty loop iteration.
-    start = time.perf_counter()
+def _detector_only(det: RegimeDetector, bars: list[BarClosed]) -> None:
+    for bar in bars:
+        det.update(bar.symbol, bar.ts_event, bar.close, bar.volume, bar.timeframe)
+        det.needs_refit()
+
+
+def _with_events(det: RegimeDetector, bars: list[BarClosed]) -> None:
+    for bar in bars:
+        on_bar(det, bar, "regime/bench")
+        det.needs_refit()
+
+
+_LOOPS = {"detector": _detector_only, "with events": _with_events}
+_CLOCKS = {"CPU": time.process_time, "wall": time.perf_counter}
+
+
+def _empty_loop_ns(clock: Callable[[], float]) -> float:
+    start = clock()
     for _ in range(1_000_000):
         pass
-    yield Metric("reference: empty Python loop iteration", (time.perf_counter() - start) * 1e3, "ns")
+    return (clock() - start) * 1e3
+
+
+@benchmark(
+    name="regime.hot_path",
+    goal="per symbol-bar CPU cost of regime detection (factors, filters, label, confirmation), "
+    "detector alone and with its events, <= 50 us for 1 and 100 symbols",
+    params={"symbols": [1, 100], "warmup_bars": 300, "timed_bars": 300, "seed": 3, "repeat": 3},
+    quick={"symbols": [1, 20], "timed_bars": 100, "repeat": 1},
+)
+def bench_hot_path(ctx: Context) -> Iterator[Metric]:
+    # Goals are on CPU time (process_time): on a shared or loaded host wall time mostly measures
+    # the scheduler. Wall time is reported too; both come with an empty-loop reference from the
+    # same run to compare hosts (about 10-15 ns per iteration on an idle one).
+    yield Metric("reference: empty Python loop iteration, CPU", _empty_loop_ns(time.process_time), "ns")
+    yield Metric("reference: empty Python loop iteration, wall", _empty_loop_ns(time.perf_counter), "ns")
     params = DetectorParams()
     for n_symbols in ctx.params["symbols"]:
         warm, timed = ctx.params["warmup_bars"], ctx.params["timed_bars"]
@@ -63,19 +88,19 @@ def bench_hot_path(ctx: Context) -> Iterator[Metric]:
             on_bar(detector, bar, "regime/bench")
             for request in detector.needs_refit():
                 detector.apply_refit(run_refit(request))
-        # The timed loop is what the service does per bar; due fits are handed out (and dropped) but never run.
+        # The timed loops are what the service does per bar; due fits are handed out (and dropped) but never run.
         timed_bars = bars[warm * n_symbols :]
+        warmed = detector.snapshot()
         ctx.status(f"{n_symbols} symbols: timing")
-        numeric = RegimeDetector.restore(detector.snapshot(), params)
-        start = time.perf_counter()
-        for bar in timed_bars:
-            numeric.update(bar.symbol, bar.ts_event, bar.close, bar.volume, bar.timeframe)
-            numeric.needs_refit()
-        core_us = (time.perf_counter() - start) / len(timed_bars) * 1e6
-        start = time.perf_counter()
-        for bar in timed_bars:
-            on_bar(detector, bar, "regime/bench")
-            detector.needs_refit()
-        events_us = (time.perf_counter() - start) / len(timed_bars) * 1e6
-        yield Metric(f"{n_symbols} symbols: detector update", core_us, "us/symbol-bar", at_most=50.0)
-        yield Metric(f"{n_symbols} symbols: update + events", events_us, "us/symbol-bar", at_most=50.0)
+        best: dict[tuple[str, str], float] = {}
+        for _ in range(ctx.params["repeat"]):  # best of: the least disturbed run
+            for what, loop in _LOOPS.items():
+                for clock_name, clock in _CLOCKS.items():
+                    det = RegimeDetector.restore(warmed, params)
+                    start = clock()
+                    loop(det, timed_bars)
+                    us = (clock() - start) / len(timed_bars) * 1e6
+                    best[what, clock_name] = min(us, best.get((what, clock_name), math.inf))
+        for what in _LOOPS:
+            yield Metric(f"{n_symbols} symbols: {what} per symbol-bar, CPU", best[what, "CPU"], "us", at_most=50.0)
+            yield Metric(f"{n_symbols} symbols: {what} per symbol-bar, wall", best[what, "wall"], "us")
