@@ -48,7 +48,13 @@ class SentimentSettings(ServiceSettings):
     alpaca_api_key: SecretStr | None = Field(None, description="Alpaca key id; unset: Alpaca source unavailable")
     alpaca_secret_key: SecretStr | None = Field(None, description="Alpaca secret key")
     alpaca_data_url: str = Field("", description="override of the Alpaca data REST base URL (testing, proxies)")
-    alpaca_stream_url: str = Field("", description="override of the Alpaca news stream URL; empty: REST polling only")
+    alpaca_stream_url: str = Field("", description="Alpaca news stream URL (wss://.../v1beta1/news); empty: REST polling only")
+    alpaca_silence_timeout_ms: int = Field(
+        300_000, gt=0, description="restart the news stream when it brings nothing (message or connect) for this long"
+    )
+    alpaca_catchup_overlap_ms: int = Field(
+        60_000, ge=0, description="after a (re)connect, REST catch-up starts this long before the newest item seen"
+    )
     alpaca_symbols: tuple[str, ...] = Field((), description="symbols to ask Alpaca news for; empty: the universe")
 
     # Redis: rate limits and dedup

@@ -4,7 +4,9 @@ All scoring and temporal logic is in :class:`ata.sentiment.core.SentimentEngine`
 one news source in :meth:`SentimentService.background`: each article is deduplicated in Redis
 (id or content hash, with a TTL), turned into a ``NewsPublished`` on ``news.items.v1``, and fed
 to the engine, whose ``SentimentScored`` outputs go to ``sentiment.scores.v1`` (keyed by symbol).
-Polling sources ask the Redis token bucket before every request.
+Polling sources ask the Redis token bucket before every request. ``source=alpaca`` streams
+(:class:`~ata.sentiment.sources.alpaca_stream.AlpacaNewsStreamSource`, REST catch-up after every
+connect) when ``alpaca_stream_url`` is set, else polls REST.
 
 Clock: a replay runs on event time (the engine's clock follows the items; at the end it is
 advanced past the last availability delay so every item is scored), so replays are
@@ -36,6 +38,7 @@ from ata.sentiment.fixtures import labelled_headlines
 from ata.sentiment.redis_state import RedisDeduplicator, RedisRateLimiter, RedisSnapshotStore
 from ata.sentiment.sources import NewsSource
 from ata.sentiment.sources.alpaca import AlpacaNewsSource
+from ata.sentiment.sources.alpaca_stream import AlpacaNewsStreamSource
 from ata.sentiment.sources.replay import ReplaySource, load_articles
 from ata.sentiment.sources.rss import RssSource
 
@@ -118,10 +121,17 @@ class SentimentService(Service):
             return RssSource(s.rss_urls, poll_interval_s=poll_s, timeout_s=timeout_s, gate=self._gate)
         if s.source == "alpaca":
             assert s.alpaca_api_key is not None and s.alpaca_secret_key is not None  # checked by the settings
-            return AlpacaNewsSource(
-                s.alpaca_api_key.get_secret_value(), s.alpaca_secret_key.get_secret_value(),
-                s.alpaca_symbols or tuple(self.mapper.symbols), url_override=s.alpaca_data_url or None,
+            key, secret = s.alpaca_api_key.get_secret_value(), s.alpaca_secret_key.get_secret_value()
+            rest = AlpacaNewsSource(
+                key, secret, s.alpaca_symbols or tuple(self.mapper.symbols), url_override=s.alpaca_data_url or None,
                 poll_interval_s=poll_s, timeout_s=timeout_s, gate=self._gate,
+            )
+            if not s.alpaca_stream_url:
+                return rest
+            return AlpacaNewsStreamSource(
+                key, secret, rest, stream_url=s.alpaca_stream_url, connect_timeout_s=timeout_s,
+                silence_timeout_s=s.alpaca_silence_timeout_ms / 1000, overlap_s=s.alpaca_catchup_overlap_ms / 1000,
+                retry_s=min(poll_s, 5.0),
             )
         return None
 

@@ -24,11 +24,13 @@ from alpaca.data.models.news import News, NewsSet
 from alpaca.data.requests import NewsRequest
 
 from ata.sentiment.core.news import Article
-from ata.sentiment.sources.base import RequestGate, SourceError, open_gate
+from ata.sentiment.sources.base import CredentialsRefusedError, RequestGate, SourceError, open_gate
 
 log = logging.getLogger(__name__)
 #: Most article ids remembered to avoid yielding an article twice across polls.
 SEEN_LIMIT = 10_000
+#: Articles asked for per poll (alpaca-py pages through them); a full poll means more may be waiting.
+POLL_LIMIT = 50
 
 
 class _TimeoutSession(requests.Session):
@@ -68,13 +70,14 @@ class AlpacaNewsSource:
         self.gate = gate
         self.since = start or datetime.now(UTC)
         self.failures = 0
+        self.last_poll_full = False
         self._seen: dict[str, None] = {}
         self._client = NewsClient(api_key=api_key, secret_key=secret_key, url_override=url_override)
         # The client's own session has no timeout (see the module docstring).
         self._client._session = _TimeoutSession(timeout_s)
 
     def _fetch(self, since: datetime) -> list[News]:
-        request = NewsRequest(start=since, symbols=",".join(self.symbols) or None, sort="asc", limit=50)
+        request = NewsRequest(start=since, symbols=",".join(self.symbols) or None, sort="asc", limit=POLL_LIMIT)
         result = self._client.get_news(request)
         assert isinstance(result, NewsSet)  # raw_data=False
         return list(result.data.get("news", []))
@@ -87,10 +90,11 @@ class AlpacaNewsSource:
             found = await asyncio.wait_for(asyncio.to_thread(self._fetch, self.since), timeout=self.timeout_s * 3)
         except APIError as exc:
             if exc.status_code in (401, 403):
-                raise SourceError(f"{self.name}: credentials refused (HTTP {exc.status_code})") from None
+                raise CredentialsRefusedError(f"{self.name}: credentials refused (HTTP {exc.status_code})") from None
             raise SourceError(f"{self.name}: HTTP {exc.status_code}: {exc}") from None
         except (TimeoutError, requests.RequestException) as exc:
             raise SourceError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+        self.last_poll_full = len(found) >= POLL_LIMIT
         fresh = []
         for news in found:
             article = article_of(news)
@@ -103,14 +107,28 @@ class AlpacaNewsSource:
             del self._seen[next(iter(self._seen))]
         return fresh
 
+    async def catch_up(self, since: datetime) -> list[Article]:
+        """Every article created since ``since`` not yielded before: polls until a poll is not full.
+
+        Raises :class:`SourceError` like :meth:`poll`; a poll that brings nothing new ends it too
+        (more than a full page of articles with one creation time cannot be paged by time).
+        """
+        self.since = since
+        found: list[Article] = []
+        while True:
+            fresh = await self.poll()
+            found.extend(fresh)
+            if not (self.last_poll_full and fresh):
+                return found
+
     async def articles(self) -> AsyncIterator[Article]:
         while True:
             try:
                 for article in await self.poll():
                     yield article
+            except CredentialsRefusedError:
+                raise
             except SourceError as exc:
-                if "credentials refused" in str(exc):
-                    raise
                 self.failures += 1
                 log.warning("alpaca news poll failed: %s", exc)
             await asyncio.sleep(self.poll_interval_s)

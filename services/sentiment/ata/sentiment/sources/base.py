@@ -23,6 +23,10 @@ class SourceError(RuntimeError):
     """A source could not deliver (bad input file, unreachable or malformed feed)."""
 
 
+class CredentialsRefusedError(SourceError):
+    """The source refused the configured credentials; retrying cannot help."""
+
+
 async def open_gate(_source: str) -> None:
     """A gate that never waits."""
 
