@@ -89,8 +89,9 @@ async def rig(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str],
     registry = renamed_registry(names)
     await asyncio.to_thread(provision_topics, kafka_bootstrap, [registry.get(n) for n in names.values()])
     tag = uuid.uuid4().hex[:8]
+    # The rig's market data is stamped with the machine clock, and the timeouts must fire with no further event.
     risk_settings = RiskSettings(
-        oversight_mode="gating", oversight_min_notional=0.0, tick_interval_ms=50, position_vol_target_annual=0.0,
+        clock="wall", oversight_mode="gating", oversight_min_notional=0.0, tick_interval_ms=50, position_vol_target_annual=0.0,
         kelly_fraction=0.0, regime_scaling_enabled=False, stress_enabled=False, drawdown_enabled=False,
         max_order_notional=1e8, max_position_notional=1e8, max_gross_exposure=1e8, max_net_exposure=1e8, max_leverage=100.0,
         state_key=f"ata:risk:test:{tag}", snapshot_interval_ms=3_600_000, **risk_overrides)

@@ -108,7 +108,10 @@ class RiskSettings(ServiceSettings):
     snapshot_interval_ms: int = Field(60_000, gt=0, description="portfolio snapshot period in event time")
     state_key: str = Field("ata:risk:state", min_length=1, description="Redis key of the engine state cache")
     state_save_every_messages: int = Field(500, gt=0, description="cache the engine state after this many messages")
-    tick_interval_ms: int = Field(250, gt=0, description="wall-clock tick for oversight timeouts")
+    clock: Literal["market", "wall"] = Field(
+        "market", description="market: now is the latest market data time received (paper trading over replayed data; "
+        "an oversight timeout fires on the next event past it); wall: the machine clock, ticked every tick_interval_ms")
+    tick_interval_ms: int = Field(250, gt=0, description="wall-clock tick for oversight timeouts (clock=wall)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

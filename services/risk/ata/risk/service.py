@@ -3,10 +3,20 @@
 All decisions are made by :class:`ata.risk.core.RiskEngine`. The shell feeds it every
 subscribed message, publishes what it returns (orders to ``orders.commands.v1``, denials to
 ``risk.decisions.v1``, state changes to ``risk.state.v1``, limit answers to
-``risk.limits.v1``, snapshots to ``portfolio.snapshots.v1``), ticks it with the wall clock so
-an oversight timeout fires without new events, and caches its state in Redis (on stop and
-every ``state_save_every_messages`` messages) to resume where it stopped. Redis is only a
-cache: when it is unreachable the service starts from its configured initial state.
+``risk.limits.v1``, snapshots to ``portfolio.snapshots.v1``), and caches its state in Redis (on
+stop and every ``state_save_every_messages`` messages) to resume where it stopped. Redis is only
+a cache: when it is unreachable the service starts from its configured initial state.
+
+Time (``ATA_RISK_CLOCK``):
+
+- ``market`` (default): "now" is the market time, the latest bar/quote time received, never
+  going backwards, so replayed data is judged by its own clock (staleness, rate limits, output
+  stamps). Inputs stamped by a machine clock — operator commands and the journal's
+  availability — would drag the engine to today, so they are re-stamped with the market time;
+  those that arrive before any market data are held and applied at the first market data's
+  time. Nothing ticks between events: an oversight timeout fires on the first event past it.
+- ``wall``: the machine clock, for live quotes; the engine is ticked every
+  ``tick_interval_ms`` so an oversight timeout fires even when no event arrives.
 """
 
 from __future__ import annotations
@@ -21,7 +31,21 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ata.events import REGISTRY, Message, OrderDenied, SubmitOrder, TopicRegistry, TradingState
+from ata.events import (
+    REGISTRY,
+    BarClosed,
+    FlattenAll,
+    HaltTrading,
+    JournalAvailabilityChanged,
+    Message,
+    OrderDenied,
+    QuoteUpdated,
+    ResumeTrading,
+    SetRiskLimits,
+    SubmitOrder,
+    TopicRegistry,
+    TradingState,
+)
 from ata.risk.config import RiskSettings
 from ata.risk.core import RiskEngine
 from ata.runtime import metrics
@@ -41,6 +65,8 @@ SUBSCRIPTIONS = (
     "system.journal.v1",
     "control.commands.v1",
 )
+#: Inputs stamped with their sender's machine clock rather than with market time.
+WALL_STAMPED = (HaltTrading, ResumeTrading, FlattenAll, SetRiskLimits, JournalAvailabilityChanged)
 STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 DECISIONS = metrics.counter("ata_risk_orders_total", "Order decisions: approved, or the denial reason code", ("decision",))
@@ -69,6 +95,8 @@ class RiskService(Service):
         self.engine = RiskEngine(risk_settings, source=self.source)
         self._redis: Redis[bytes] | None = None
         self._since_save = 0
+        self._market_ns: int | None = None  # latest market data time (clock=market)
+        self._held: list[Message] = []  # wall-stamped inputs received before any market data (clock=market)
 
     @classmethod
     def from_env(cls) -> Self:
@@ -101,15 +129,35 @@ class RiskService(Service):
             self.log.warning("could not cache risk state: %s", exc)
 
     async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
-        outputs: list[Message] = self.engine.handle(message)
+        outputs: list[Message] = []
+        for due in self._on_market_time(message):
+            outputs += self.engine.handle(due)
         self._count(outputs)
         self._since_save += 1
         if self._since_save >= self.risk_settings.state_save_every_messages:
             await self._save()
         return outputs
 
+    def _on_market_time(self, message: Message) -> list[Message]:
+        """The inputs to apply now for ``message``, stamped with market time (clock=market)."""
+        if self.risk_settings.clock == "wall":
+            return [message]
+        if isinstance(message, BarClosed | QuoteUpdated):
+            self._market_ns = message.ts_event if self._market_ns is None else max(self._market_ns, message.ts_event)
+            held, self._held = self._held, []
+            return [*(m.model_copy(update={"ts_event": message.ts_event}) for m in held), message]
+        if isinstance(message, WALL_STAMPED):
+            if self._market_ns is None:
+                self._held.append(message)
+                return []
+            if message.ts_event > self._market_ns:
+                return [message.model_copy(update={"ts_event": self._market_ns})]
+        return [message]
+
     async def background(self) -> None:
-        """Wall-clock ticks so an oversight timeout fires even when no event arrives."""
+        """Under the wall clock, ticks so an oversight timeout fires even when no event arrives."""
+        if self.risk_settings.clock != "wall":
+            return
         period_s = self.risk_settings.tick_interval_ms / 1000
         while True:
             await asyncio.sleep(period_s)

@@ -1,0 +1,95 @@
+"""Risk's shell on market time (the default) over replayed data, on the real broker and Redis.
+
+The data is from 2023 while the journal announces itself with today's machine clock: orders are
+still judged and stamped by the data's own clock, and a gated target's oversight timeout fires on
+the first event past its deadline, not by the machine clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+from ata.events import DenialReason, JournalAvailabilityChanged, Message, OrderDenied, SubmitOrder
+from ata.risk.config import RiskSettings
+from ata.risk.service import SUBSCRIPTIONS, RiskService, renamed_registry
+from ata.risk.testing import NS_PER_S, T0, bar, target
+from ata.runtime.bus import KafkaBus
+from ata.runtime.config import RuntimeSettings
+from ata.runtime.kafka import provision_topics
+from ata.runtime.testing import read_messages
+
+WAIT_S = 30.0
+MINUTE = 60 * NS_PER_S
+OUTPUTS = ("orders.commands.v1", "risk.decisions.v1", "risk.state.v1", "risk.limits.v1", "portfolio.snapshots.v1",
+           "system.heartbeats.v1")
+
+
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def decisions(bootstrap: str, names: dict[str, str], count: int) -> list[Message]:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        found = [*await read_messages(bootstrap, names["orders.commands.v1"]),
+                 *await read_messages(bootstrap, names["risk.decisions.v1"])]
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < deadline, f"decisions so far: {found}"
+        await asyncio.sleep(0.1)
+
+
+async def test_risk_runs_on_market_time_over_replayed_data(kafka_bootstrap: str, redis_url: str,
+                                                          unique_name: Callable[[str], str]) -> None:
+    names = {t: unique_name(t.split(".")[1]) for t in (*SUBSCRIPTIONS, *OUTPUTS)}
+    registry = renamed_registry(names)
+    await asyncio.to_thread(provision_topics, kafka_bootstrap, [registry.get(n) for n in names.values()])
+    runtime = RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, instance_id="risk-clock", http_port=0)
+    # Targets of 500k and more wait for a verdict (up to 5 s of market time); 250k ones do not.
+    settings = RiskSettings(symbols=("AAA",), position_vol_target_annual=0.0, kelly_fraction=0.0,
+                            regime_scaling_enabled=False, stress_enabled=False, max_order_notional=1e6,
+                            max_position_notional=1e6, state_key=f"ata:risk:test:{uuid.uuid4().hex}",
+                            snapshot_interval_ms=3_600_000, oversight_mode="gating", oversight_min_notional=400_000.0,
+                            oversight_timeout_ms=5_000, tick_interval_ms=20)
+    assert settings.clock == "market"
+    service = RiskService(runtime, settings, topic_names=names, group_id=f"risk-{uuid.uuid4().hex[:8]}",
+                          heartbeat_topic=names["system.heartbeats.v1"])
+    now = time.time_ns()
+    announcement = JournalAvailabilityChanged.origin(natural_key=("test", now), ts_event=now, ts_init=now,
+                                                     source="journal/test", available=True, reason="started")
+    bars = [bar("AAA", T0 + i * MINUTE, 100.0) for i in range(10)]
+    await service.start()
+    try:
+        async with KafkaBus(runtime, service="feeder", registry=registry) as bus:
+            await bus.publish([announcement])
+            await until(lambda: bool(service._held), "the announcement held until market data")
+            await bus.publish(bars)
+            await until(lambda: "AAA" in service.engine.markets
+                        and service.engine.markets["AAA"].last_bar_ts_ns == bars[-1].ts_event, "bars consumed")
+            assert service.engine.last_ts_ns == bars[-1].ts_event  # today's announcement did not move the clock
+            small = target("AAA", bars[-1].ts_event, 0.25, 100.0)
+            await bus.publish([small])
+            [order] = await decisions(kafka_bootstrap, names, 1)
+            assert isinstance(order, SubmitOrder), order  # not stale: judged by the data's clock
+            assert order.ts_event == bars[-1].ts_event and order.quantity == 2500
+
+            gated = target("AAA", bars[-1].ts_event, 0.5, 100.0, key=1)
+            await bus.publish([gated])
+            await until(lambda: "AAA" in service.engine.pending_targets, "the gated target waiting for its verdict")
+            await asyncio.sleep(0.5)  # many wall-clock tick periods: the machine clock decides nothing
+            assert "AAA" in service.engine.pending_targets
+            assert len(await decisions(kafka_bootstrap, names, 1)) == 1
+            late = bar("AAA", bars[-1].ts_event + 6 * NS_PER_S, 100.0)  # past the 5 s deadline in market time
+            await bus.publish([late])
+            found = await decisions(kafka_bootstrap, names, 2)
+    finally:
+        await service.stop()
+    [denied] = [m for m in found if isinstance(m, OrderDenied)]
+    assert denied.reason is DenialReason.OVERSIGHT_TIMEOUT and denied.ts_event == late.ts_event
+    assert len(found) == 2
