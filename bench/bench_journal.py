@@ -28,7 +28,7 @@ from ata.journal.testing import PAPER_SYMBOLS, T0, paper_risk_settings, unique_p
 from ata.risk.testing import bar
 from ata.runtime.codec import decode, encode
 from ata.runtime.testing import POSTGRES_DEFAULT_URL
-from bench.runner import Context, Metric, benchmark
+from bench.runner import Context, Metric, benchmark, timeit
 
 TOPIC = "market.bars.v1"
 PARTITIONS = 6
@@ -90,6 +90,8 @@ def bench_append(ctx: Context) -> Iterator[Metric]:
         with _sqlite(directory) as store:
             elapsed = _append_all(store, consumed, batch, convert=True)
             assert store.count() == count
+        # A fixed pure-Python loop, so a reader can tell a slow or contended machine from a slow journal.
+        ctx.record("python_reference_us", timeit(lambda: sum(range(1000)), repeat=200).best * 1e6)
         yield Metric("sqlite_events_per_s", count / elapsed, "events/s", at_least=50_000)
         with _sqlite(directory) as store:
             yield Metric("sqlite_store_only_events_per_s", count / _append_all(store, consumed, batch, convert=False),

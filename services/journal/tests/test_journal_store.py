@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import orjson
@@ -9,7 +10,15 @@ import pytest
 
 from ata.events import BarClosed, FillReported, SubmitOrder, TargetProposed
 from ata.journal.core.records import UNDECODABLE, Gap, to_record
-from ata.journal.store import EventFilter, JournalStore, Snapshot, StoreUnavailableError, make_store
+from ata.journal.store import (
+    SCHEMA_VERSION,
+    EventFilter,
+    JournalStore,
+    SchemaVersionError,
+    Snapshot,
+    StoreUnavailableError,
+    make_store,
+)
 from ata.journal.testing import records_of
 from ata.risk.testing import T0, bar, fill_for, target
 
@@ -122,3 +131,34 @@ def test_journal_store_unreachable_postgres_is_unavailable() -> None:
     store = make_store("postgresql://postgres@127.0.0.1:1/test")
     with pytest.raises(StoreUnavailableError):
         store.append(records_of(bars(1)))
+
+
+def test_journal_store_stamps_its_schema_version_and_reopens(store: JournalStore) -> None:
+    store.append(records_of(bars(3)))
+    assert store._fetch(f"SELECT version FROM {store.version_table}", []) == [(SCHEMA_VERSION,)]
+    store.close()
+    store.open()  # a journal of the current version opens again, stamped once
+    assert store._fetch(f"SELECT version FROM {store.version_table}", []) == [(SCHEMA_VERSION,)]
+    assert store.count() == 3
+
+
+def test_journal_store_refuses_a_sqlite_journal_with_text_ids(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # what version 1 wrote: text ids, no version table
+        conn.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, payload TEXT)")
+        conn.execute("INSERT INTO events (event_id, payload) VALUES ('6f0b3c1e-6a53-5d7e-9b1c-2f2f8a7d4e10', '{}')")
+    store = make_store(f"sqlite:///{path}")
+    with pytest.raises(SchemaVersionError, match="schema version 1"):
+        store.open()
+    with sqlite3.connect(path) as conn:  # refused without touching the file
+        assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == [("events",)]
+
+
+def test_journal_store_repeats_within_a_batch_keep_the_first_arrival_in_order(store: JournalStore) -> None:
+    data = bars(6)
+    batch = records_of([data[3], data[0], data[3], data[5], data[0], data[1]])
+    assert store.append(batch) == 4
+    stored = list(store.events())
+    assert [e.record.event_id for e in stored] == [str(data[i].event_id) for i in (3, 0, 5, 1)]
+    assert [e.record.offset for e in stored] == [0, 1, 3, 5]
+    assert store.get(str(data[5].event_id)) == stored[2]

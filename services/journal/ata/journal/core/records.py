@@ -20,7 +20,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -29,9 +29,12 @@ from ata.events import origin_id
 UNDECODABLE = "_Undecodable"
 
 
-@dataclass(frozen=True, slots=True)
-class JournalRecord:
-    """One journaled event. ``headers`` and ``payload`` are JSON text; timestamps are ns."""
+class JournalRecord(NamedTuple):
+    """One journaled event. ``headers`` and ``payload`` are JSON text; timestamps are ns.
+
+    A named tuple rather than a frozen dataclass: one is built per consumed record, and a tuple
+    is built several times faster (it is immutable all the same); its fields are :data:`COLUMNS`.
+    """
 
     event_id: str
     topic: str
@@ -49,13 +52,11 @@ class JournalRecord:
 
     def as_row(self) -> tuple[Any, ...]:
         """Column values in :data:`COLUMNS` order."""
-        return (self.event_id, self.topic, self.partition, self.offset, self.key, self.event_type, self.ts_event,
-                self.ts_init, self.correlation_id, self.causation_id, self.symbol, self.headers, self.payload)
+        return tuple(self)
 
 
 #: Stored columns besides the journal's own sequence number ``seq``.
-COLUMNS = ("event_id", "topic", "partition", "offset", "key", "event_type", "ts_event", "ts_init", "correlation_id",
-           "causation_id", "symbol", "headers", "payload")
+COLUMNS: tuple[str, ...] = JournalRecord._fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ def to_record(topic: str, partition: int, offset: int, key: bytes | str | None, 
     """The journal row for one consumed record (see the module contract)."""
     key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     raw = value or b""
-    headers_text = orjson.dumps(dict(headers)).decode() if headers else "{}"
+    headers_text = orjson.dumps(headers if type(headers) is dict else dict(headers)).decode() if headers else "{}"
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from ata.journal.store.base import EventFilter, JournalStore, Snapshot, StoreUnavailableError
+from ata.journal.store.base import SCHEMA_VERSION, EventFilter, JournalStore, SchemaVersionError, Snapshot, StoreUnavailableError
 from ata.journal.store.postgres import PostgresStore
 from ata.journal.store.sqlite import SqliteStore, Synchronous
 
-__all__ = ["EventFilter", "JournalStore", "PostgresStore", "Snapshot", "SqliteStore", "StoreUnavailableError", "make_store"]
+__all__ = ["SCHEMA_VERSION", "EventFilter", "JournalStore", "PostgresStore", "SchemaVersionError", "Snapshot", "SqliteStore",
+           "StoreUnavailableError", "make_store"]
 
 
 def make_store(url: str, *, prefix: str = "", synchronous: Synchronous = "FULL") -> JournalStore:

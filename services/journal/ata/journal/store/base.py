@@ -13,17 +13,19 @@ Contract:
 - ``prefix`` is prepended to every table name, so several journals (or tests) share a database.
 
 Tables: ``<prefix>events`` (``seq``, the :data:`~ata.journal.core.records.COLUMNS`; unique
-``event_id``; indexes on ``(symbol, ts_event)``, ``(topic, partition, offset)`` and a partial one on
-``correlation_id`` for derived events only: an origin event correlates to itself, is most of the
-volume, and is found by its ``event_id``), ``<prefix>ranges`` (persisted offsets per partition) and
-``<prefix>snapshots`` (service, event time, last folded ``seq``, Kafka positions, state JSON).
+``event_id``; indexes on ``(symbol, ts_event)`` and a partial one on ``correlation_id`` for derived
+events only: an origin event correlates to itself, is most of the volume, and is found by its
+``event_id``; no index on the Kafka position, which no query reads (coverage lives in the ranges
+table) and every insert would pay for), ``<prefix>ranges`` (persisted offsets per partition),
+``<prefix>snapshots`` (service, event time, last folded ``seq``, Kafka positions, state JSON) and
+``<prefix>schema_version`` (see :data:`SCHEMA_VERSION`).
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,7 @@ import orjson
 
 from ata.journal.core.records import COLUMNS, Gap, JournalRecord, OffsetRange, StoredEvent, batch_ranges, gaps
 
-__all__ = ["EventFilter", "JournalStore", "Snapshot", "StoreUnavailableError"]
+__all__ = ["SCHEMA_VERSION", "EventFilter", "JournalStore", "SchemaVersionError", "Snapshot", "StoreUnavailableError"]
 
 PREFIX_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 #: Rows per round trip when streaming events out.
@@ -46,6 +48,16 @@ def column_list(names: Sequence[str] = COLUMNS) -> str:
 
 class StoreUnavailableError(RuntimeError):
     """The database cannot persist or answer now (disk full, read-only, unreachable, locked too long)."""
+
+
+class SchemaVersionError(StoreUnavailableError):
+    """The journal's tables were written by a version with another layout; the message says what to do."""
+
+
+#: Version 1: ids as text on SQLite (no version table). Version 2: ids as 16-byte BLOBs on SQLite, written in
+#: id order with explicit sequence numbers, and no Kafka-position index; PostgreSQL's columns are unchanged
+#: (native UUID), so it opens version 1 journals (an old position index there is merely unused).
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ class JournalStore(ABC):
         self.events_table = f"{prefix}events"
         self.ranges_table = f"{prefix}ranges"
         self.snapshots_table = f"{prefix}snapshots"
+        self.version_table = f"{prefix}schema_version"
 
     # -- what a backend implements ----------------------------------------------------------------
 
@@ -101,9 +114,10 @@ class JournalStore(ABC):
     types: dict[str, str] = {}
 
     def schema(self) -> list[str]:
-        """DDL of the three tables and their indexes (idempotent), in the backend's types."""
+        """DDL of the tables and their indexes (idempotent), in the backend's types."""
         e, r, s, t = self.events_table, self.ranges_table, self.snapshots_table, self.types
         return [
+            f"CREATE TABLE IF NOT EXISTS {self.version_table} (version INTEGER NOT NULL)",
             f"""CREATE TABLE IF NOT EXISTS {e} (
                 seq {t["key"]}, event_id {t["uuid"]} NOT NULL UNIQUE, topic TEXT NOT NULL, "partition" {t["int"]} NOT NULL,
                 "offset" {t["bigint"]} NOT NULL, key TEXT, event_type TEXT NOT NULL, ts_event {t["bigint"]} NOT NULL,
@@ -113,7 +127,6 @@ class JournalStore(ABC):
             # are found through the event_id index; see chain().
             f"CREATE INDEX IF NOT EXISTS {e}_correlation ON {e} (correlation_id) WHERE correlation_id <> event_id",
             f"CREATE INDEX IF NOT EXISTS {e}_symbol_ts ON {e} (symbol, ts_event)",
-            f'CREATE INDEX IF NOT EXISTS {e}_position ON {e} (topic, "partition", "offset")',
             f"""CREATE TABLE IF NOT EXISTS {r} (
                 topic TEXT NOT NULL, "partition" {t["int"]} NOT NULL, first_offset {t["bigint"]} NOT NULL,
                 last_offset {t["bigint"]} NOT NULL)""",
@@ -123,6 +136,47 @@ class JournalStore(ABC):
                 offsets {t["json"]} NOT NULL, state {t["json"]} NOT NULL, created_ns {t["bigint"]} NOT NULL)""",
             f"CREATE INDEX IF NOT EXISTS {s}_service ON {s} (service, seq)",
         ]
+
+    #: Version of the table layout this code writes; stored in ``<prefix>schema_version``.
+    schema_version: int = SCHEMA_VERSION
+
+    def check_version(self, found: int | None, *, events_table_existed: bool) -> bool:
+        """Whether the version row must be written: a new journal, or one whose layout this backend reads
+        unchanged (``compatible_versions``). Raises :class:`SchemaVersionError` for anything else."""
+        if found == self.schema_version:
+            return False
+        if found is None and (not events_table_existed or 1 in self.compatible_versions):
+            return True
+        raise SchemaVersionError(
+            f"journal {self.events_table} at {self.url_for_messages()} has schema version {found or 1}, this version of "
+            f"the journal reads version {self.schema_version} only: replay the old journal into a new one "
+            "(ata journal replay / export) or keep using the release that wrote it")
+
+    def initialise(self, run: Callable[[str, list[Any]], tuple[Any, ...] | None], exists: Callable[[str], bool]) -> None:
+        """Check (or stamp) the schema version, then create what is missing. The caller holds a write transaction;
+        ``run`` executes one statement and returns its first row, ``exists`` tells whether a table exists."""
+        existed = exists(self.events_table)
+        row = run(f"SELECT MAX(version) FROM {self.version_table}", []) if exists(self.version_table) else None
+        stamp = self.check_version(None if row is None else row[0], events_table_existed=existed)
+        for statement in self.schema():
+            run(statement, [])
+        if stamp:
+            run(f"INSERT INTO {self.version_table} (version) VALUES ({self.placeholder})", [self.schema_version])
+
+    #: Earlier versions whose tables this backend reads and writes unchanged (stamped on open).
+    compatible_versions: frozenset[int] = frozenset()
+
+    def url_for_messages(self) -> str:
+        """The store's location without credentials."""
+        return self.url.split("@")[-1]
+
+    def _uuid_text(self, value: Any) -> str:
+        """A stored UUID column value as canonical text."""
+        return str(value)
+
+    def _uuid_param(self, text: str) -> Any:
+        """A UUID in canonical text as a query parameter of a UUID column."""
+        return text
 
     @abstractmethod
     def open(self) -> None:
@@ -171,14 +225,17 @@ class JournalStore(ABC):
     def _row_event(self, row: Sequence[Any]) -> StoredEvent:
         (seq, event_id, topic, partition, offset, key, event_type, ts_event, ts_init, correlation_id, causation_id, symbol,
          headers, payload) = row
+        uuid_text = self._uuid_text
         return StoredEvent(int(seq), JournalRecord(
-            str(event_id), topic, int(partition), int(offset), key, event_type, int(ts_event), int(ts_init),
-            None if correlation_id is None else str(correlation_id), None if causation_id is None else str(causation_id),
+            uuid_text(event_id), topic, int(partition), int(offset), key, event_type, int(ts_event), int(ts_init),
+            None if correlation_id is None else uuid_text(correlation_id),
+            None if causation_id is None else uuid_text(causation_id),
             symbol, headers if isinstance(headers, str) else orjson.dumps(headers).decode(), payload))
 
     def _where(self, flt: EventFilter, after_seq: int) -> tuple[str, list[Any]]:
         p = self.placeholder
-        clauses, params = [f"seq > {p}"], [after_seq]
+        clauses = [f"seq > {p}"]
+        params: list[Any] = [after_seq]
         if flt.until_seq is not None:
             clauses.append(f"seq <= {p}")
             params.append(flt.until_seq)
@@ -199,7 +256,7 @@ class JournalStore(ABC):
             params.append(flt.symbol)
         if flt.correlation_id is not None:
             clauses.append(f"correlation_id = {p}")
-            params.append(flt.correlation_id)
+            params.append(self._uuid_param(flt.correlation_id))
         return " AND ".join(clauses), params
 
     def events(self, flt: EventFilter | None = None, *, chunk: int = READ_CHUNK) -> Iterator[StoredEvent]:
@@ -226,7 +283,8 @@ class JournalStore(ABC):
 
     def get(self, event_id: str) -> StoredEvent | None:
         p = self.placeholder
-        rows = self._fetch(f"SELECT seq, {column_list()} FROM {self.events_table} WHERE event_id = {p}", [event_id])
+        rows = self._fetch(f"SELECT seq, {column_list()} FROM {self.events_table} WHERE event_id = {p}",
+                           [self._uuid_param(event_id)])
         return self._row_event(rows[0]) if rows else None
 
     def chain(self, correlation_id: str) -> list[StoredEvent]:
@@ -239,7 +297,7 @@ class JournalStore(ABC):
         rows = self._fetch(
             f"SELECT seq, {columns} FROM {self.events_table} WHERE event_id = {p} AND correlation_id = {p} UNION ALL "
             f"SELECT seq, {columns} FROM {self.events_table} WHERE correlation_id = {p} AND correlation_id <> event_id "
-            "ORDER BY 1", [correlation_id, correlation_id, correlation_id])
+            "ORDER BY 1", [self._uuid_param(correlation_id)] * 3)
         return [self._row_event(row) for row in rows]
 
     def ranges(self) -> list[OffsetRange]:

@@ -21,9 +21,17 @@ from ata.journal.store.base import JournalStore, StoreUnavailableError, column_l
 CONNECT_TIMEOUT_S = 5
 
 
+def _first_row(conn: psycopg.Connection[Any], sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    """Run one statement; its first row, or ``None`` for a statement without a result (DDL)."""
+    cursor = conn.execute(sql, params)
+    return cursor.fetchone() if cursor.description is not None else None
+
+
 class PostgresStore(JournalStore):
     placeholder = "%s"
     types = {"key": "BIGSERIAL PRIMARY KEY", "uuid": "UUID", "int": "INTEGER", "bigint": "BIGINT", "json": "JSONB"}
+    #: The PostgreSQL layout did not change in version 2 (ids were native UUIDs already).
+    compatible_versions = frozenset({1})
 
     def __init__(self, url: str, prefix: str = "") -> None:
         super().__init__(url, prefix)
@@ -46,8 +54,8 @@ class PostgresStore(JournalStore):
             with conn.transaction():
                 # Serialise concurrent schema creation by several journal instances.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self.events_table])
-                for statement in self.schema():
-                    conn.execute(statement)
+                self.initialise(lambda sql, params: _first_row(conn, sql, params),
+                                lambda table: _first_row(conn, "SELECT to_regclass(%s) IS NOT NULL", [table]) == (True,))
             conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {self._stage} (ord INTEGER, "
                          f"LIKE {self.events_table} EXCLUDING ALL) ON COMMIT DELETE ROWS")
             conn.execute(f"ALTER TABLE {self._stage} DROP COLUMN IF EXISTS seq")
@@ -55,6 +63,9 @@ class PostgresStore(JournalStore):
         except psycopg.Error as exc:
             conn.close()
             raise StoreUnavailableError(f"cannot initialise the journal tables: {exc}") from exc
+        except StoreUnavailableError:
+            conn.close()
+            raise
         self._conn = conn
         return conn
 
@@ -117,6 +128,6 @@ class PostgresStore(JournalStore):
     def drop(self) -> None:
         with self._lock:
             conn = self._open()
-            for table in (self.events_table, self.ranges_table, self.snapshots_table):
+            for table in (self.events_table, self.ranges_table, self.snapshots_table, self.version_table):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             conn.commit()
