@@ -114,7 +114,7 @@ class Message(BaseModel):
         """
         event_ts = cause.ts_event if ts_event is None else ts_event
         return cls(
-            event_id=derived_id(cause.event_id, index, salt=f"{source.split('/')[0]}:{cls.__name__}"),
+            event_id=derived_id(cause.event_id, index, salt=f"{source.partition('/')[0]}:{cls.__name__}"),
             ts_event=event_ts,
             ts_init=event_ts if ts_init is None else ts_init,
             source=source,
