@@ -7,22 +7,21 @@ credentials). This adapter adds, around the library:
   :class:`AlpacaCredentialsError` with a clear message instead of an endless retry loop;
 - a timeout on every REST request (the client's HTTP session gets a default timeout) and on
   the whole call;
-- a watchdog: when no bar arrives for ``silence_timeout_s`` the stream is torn down and
-  reconnected, waiting :class:`~ata.runtime.resilience.Backoff` delays between attempts
+- the stream runs under :class:`~ata.runtime.alpaca_stream.StreamWatchdog`: each connect + auth
+  bounded by ``timeout_s``; when no bar arrives for ``silence_timeout_s`` the stream is torn
+  down and reconnected, waiting :class:`~ata.runtime.resilience.Backoff` delays between attempts
   (a dropped connection is re-established by alpaca-py itself, with its own backoff);
-- every (re)connection is observed (the stream's connect step is wrapped), and after each but
-  the first the hole is filled from REST (the last ``backfill_bars`` minutes); bars are
-  de-duplicated per symbol by their open time, so a bar delivered by the stream and the
-  backfill, or twice by the stream, is yielded once.
+- every (re)connection is observed, and after each but the first the hole is filled from REST
+  (the last ``backfill_bars`` minutes); bars are de-duplicated per symbol by their open time, so
+  a bar delivered by the stream and the backfill, or twice by the stream, is yielded once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
@@ -32,12 +31,10 @@ from typing_extensions import override
 
 from ata.marketdata.core.records import RawBar, RawQuote, SourceItem, parse_timestamp, timeframe_ns
 from ata.marketdata.sources.base import HealthValue
+from ata.runtime.alpaca_stream import CONNECTED, DataStreamLike, StreamCredentialsError, StreamWatchdog
 from ata.runtime.resilience import Backoff
 
 log = logging.getLogger(__name__)
-
-#: Queued by the observed stream each time it has connected and authenticated.
-_CONNECTED = object()
 
 SOURCE = "alpaca"
 TIMEFRAME = "1m"
@@ -106,9 +103,8 @@ class AlpacaSource:
         self._rng = rng or random.Random()
         self._now = now
         self._last_open: dict[str, int] = {}
-        self._closed = asyncio.Event()
-        self.connects = 0
-        self.silences = 0
+        self.watchdog = StreamWatchdog(self._stream, name=self.name, connect_timeout_s=timeout_s,
+                                       silence_timeout_s=silence_timeout_s, backoff=self.backoff, rng=self._rng)
         self.duplicates_dropped = 0
         self.bars = 0
 
@@ -135,6 +131,13 @@ class AlpacaSource:
         client._session.mount("https://", adapter)
         return client
 
+    @staticmethod
+    def _rejected(what: str) -> AlpacaCredentialsError:
+        return AlpacaCredentialsError(
+            f"Alpaca rejected the API key/secret ({what}); check "
+            "ATA_MARKETDATA_ALPACA_API_KEY and ATA_MARKETDATA_ALPACA_SECRET_KEY"
+        )
+
     async def _rest(self, call: Callable[[], Any], what: str) -> Any:
         from alpaca.common.exceptions import APIError
 
@@ -143,10 +146,7 @@ class AlpacaSource:
                 return await asyncio.to_thread(call)
         except APIError as exc:
             if exc.status_code in (401, 403):
-                raise AlpacaCredentialsError(
-                    f"Alpaca rejected the API key/secret ({exc.status_code} on {what}); check "
-                    "ATA_MARKETDATA_ALPACA_API_KEY and ATA_MARKETDATA_ALPACA_SECRET_KEY"
-                ) from None
+                raise self._rejected(f"{exc.status_code} on {what}") from None
             raise
 
     async def check_credentials(self) -> None:
@@ -179,19 +179,11 @@ class AlpacaSource:
         self._last_open[bar.symbol] = bar.ts_open
         return True
 
-    def _stream(self, queue: asyncio.Queue[Any]) -> Any:
+    def _stream(self, on_message: Callable[[Any], Awaitable[None]]) -> DataStreamLike:
         from alpaca.data.enums import DataFeed
         from alpaca.data.live import StockDataStream
 
-        async def on_message(raw: Any) -> None:
-            queue.put_nowait(raw)
-
-        class ObservedStream(StockDataStream):
-            async def _start_ws(self) -> None:
-                await super()._start_ws()
-                queue.put_nowait(_CONNECTED)
-
-        stream = ObservedStream(
+        stream = StockDataStream(
             self._key, self._secret, raw_data=True, feed=DataFeed(self.feed), url_override=self._stream_url,
             websocket_params={"open_timeout": self.timeout_s, "close_timeout": self.timeout_s, "ping_interval": 10,
                               "ping_timeout": self.timeout_s, "max_queue": 1024},
@@ -201,56 +193,34 @@ class AlpacaSource:
             stream.subscribe_quotes(on_message, *self.symbols)
         return stream
 
+    @property
+    def connects(self) -> int:
+        return self.watchdog.connects
+
+    @property
+    def silences(self) -> int:
+        return self.watchdog.silences
+
     async def __aiter__(self) -> AsyncIterator[SourceItem]:
         await self.check_credentials()
-        attempt = 0
-        while not self._closed.is_set():
-            queue: asyncio.Queue[Any] = asyncio.Queue()
-            stream = self._stream(queue)
-            # alpaca-py's only asyncio entry point; it owns connect, auth and subscribe.
-            task = asyncio.create_task(stream._run_forever(), name="alpaca-stream")
-            received = False
-            try:
-                while not self._closed.is_set():
-                    try:
-                        async with asyncio.timeout(self.silence_timeout_s):
-                            raw = await queue.get()
-                    except TimeoutError:
-                        self.silences += 1
-                        log.warning("no Alpaca bar for %.1fs; reconnecting", self.silence_timeout_s)
-                        break
-                    if raw is _CONNECTED:
-                        self.connects += 1
-                        bars = await self.backfill() if self.connects > 1 else []
-                    elif raw.get("T") == "q":
-                        received = True
-                        yield quote_from_alpaca(raw, self.feed)
-                        continue
-                    else:
-                        received = True
-                        bars = [bar_from_alpaca(str(raw["S"]), raw, self.feed)]
-                    for bar in bars:
-                        if self._fresh(bar):
-                            self.bars += 1
-                            yield bar
-            finally:
-                await self._shutdown(stream, task)
-            if self._closed.is_set():
-                return
-            attempt = 0 if received else attempt + 1
-            await asyncio.sleep(self.backoff.delay(attempt, self._rng))
-
-    async def _shutdown(self, stream: Any, task: asyncio.Task[None]) -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            async with asyncio.timeout(self.timeout_s):
-                await task
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self.timeout_s):
-                await stream.close()
+        try:
+            async for raw in self.watchdog:
+                if raw is CONNECTED:
+                    bars = await self.backfill() if self.connects > 1 else []
+                elif raw.get("T") == "q":
+                    yield quote_from_alpaca(raw, self.feed)
+                    continue
+                else:
+                    bars = [bar_from_alpaca(str(raw["S"]), raw, self.feed)]
+                for bar in bars:
+                    if self._fresh(bar):
+                        self.bars += 1
+                        yield bar
+        except StreamCredentialsError:
+            raise self._rejected("stream auth") from None
 
     async def close(self) -> None:
-        self._closed.set()
+        await self.watchdog.close()
 
     def health(self) -> dict[str, HealthValue]:
         return {"source": "alpaca", "feed": self.feed, "connects": self.connects, "reconnects": max(0, self.connects - 1),
