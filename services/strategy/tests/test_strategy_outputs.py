@@ -145,6 +145,7 @@ BOUNDARY_CASES = [
     *[("strength", v) for v in [math.nextafter(1.0, 2.0), math.nextafter(-1.0, -2.0), math.nan, math.inf, 1, True]],
     *[("horizon_bars", v) for v in [0, -1, 1.0, True]],
     *[("contribution_weight", v) for v in [math.nan, math.inf, 1]],
+    *[("contribution_strength", v) for v in [math.nextafter(1.0, 2.0), math.nan, 1]],
     *[("target_weight", v) for v in [math.nextafter(10.0, 11.0), math.nextafter(-10.0, -11.0), 10.0, math.nan, 1]],
     *[("regime", v) for v in ["r" * 65, "r" * 64]],
     *[("symbol", v) for v in ["bad symbol", "AAPL\n", "lower", "_market"]],
@@ -162,8 +163,8 @@ def test_a_value_at_or_beyond_a_bound_gives_what_validated_construction_gives(fi
     target_weight, regime = 0.125, "bull_quiet"
     if field in ("strategy", "direction", "strength", "horizon_bars"):
         signal = dataclasses.replace(signal, **{field: value})
-    elif field == "contribution_weight":
-        contribution = dataclasses.replace(contribution, weight=value)
+    elif field.startswith("contribution_"):
+        contribution = dataclasses.replace(contribution, **{field.removeprefix("contribution_"): value})
     elif field in ("symbol", "close", "ts_event"):
         bar = bar.model_copy(update={field: value})
     elif field == "source":

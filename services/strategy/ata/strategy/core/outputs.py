@@ -6,9 +6,8 @@ the same events with :mod:`ata.events.fastpath`: ids by ``derived_ids``, and
 ``SignalGenerated``/``TargetProposed`` assembled without re-validation when every value passes
 the checks here (plain Python: exact types, bounds, finiteness, lengths, the symbol pattern). Any
 value that fails a check sends that event through ``caused_by`` instead, so invalid values raise
-the same ``ValidationError`` as before. ``ContributingSignal`` stays validated (pydantic-core
-checks so small a model about as fast as it can be assembled). The tests hold both paths to equal
-models and identical wire bytes, at every bound.
+the same ``ValidationError`` as before. The tests hold both paths to equal models and identical
+wire bytes, at every bound.
 """
 
 from __future__ import annotations
@@ -32,7 +31,8 @@ _ENVELOPE: Final = ("event_id", "event_type", "schema_version", "ts_event", "ts_
                     "causation_id")
 _SIGNAL_FIELDS: Final = (*_ENVELOPE, "strategy", "symbol", "direction", "strength", "horizon_bars")
 _TARGET_FIELDS: Final = (*_ENVELOPE, "symbol", "target_weight", "reference_price", "method", "regime", "contributions")
-_FAST: Final = assemblable(SignalGenerated, _SIGNAL_FIELDS) and assemblable(TargetProposed, _TARGET_FIELDS)
+_FAST: Final = (assemblable(SignalGenerated, _SIGNAL_FIELDS) and assemblable(TargetProposed, _TARGET_FIELDS)
+                and assemblable(ContributingSignal, ("strategy", "strength", "weight")))
 _METHOD_VALUES: Final = {m: m.value for m in Method}
 _SYMBOL: Final = re.compile(SYMBOL_PATTERN)
 
@@ -72,8 +72,11 @@ class OutputFactory:
                 out.append(fast or SignalGenerated.caused_by(
                     bar, index=i, source=self.source, strategy=s.strategy, symbol=bar.symbol, direction=s.direction,
                     strength=s.strength, horizon_bars=s.horizon_bars))
-        contributions = tuple(ContributingSignal(strategy=c.strategy, strength=c.strength, weight=c.weight)
-                              for c in decision.contributions)
+        contributions = tuple(
+            assembled(ContributingSignal, {"strategy": c.strategy, "strength": c.strength, "weight": c.weight})
+            if envelope_ok and type(c.strategy) is str and _unit(c.strength) and _finite(c.weight)
+            else ContributingSignal(strategy=c.strategy, strength=c.strength, weight=c.weight)
+            for c in decision.contributions)
         (target_id,) = derived_ids(bar.event_id, self._target_salt, (0,))
         fast_target = self._fast_target(bar, target_id, decision, contributions) if envelope_ok else None
         out.append(fast_target or TargetProposed.caused_by(
