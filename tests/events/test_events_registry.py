@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ata.events import CATALOGUE, REGISTRY, SERVICES, DeadLetterRecorded, Message
+from ata.events import CATALOGUE, REGISTRY, SERVICES, BarClosed, DeadLetterRecorded, Message
 from ata.events.topics import DLQ_SUFFIX, Topic, TopicRegistry
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
@@ -77,3 +77,13 @@ def test_registry_rejects_bad_declarations() -> None:
     topic = Topic("a.b.v1", (DeadLetterRecorded,), None, 1, ("journal",), ())
     with pytest.raises(ValueError, match="declared twice"):
         TopicRegistry([topic, topic])
+
+
+def test_renamed_registry_renames_data_topics_and_their_dlqs(make_sample: Sample) -> None:
+    renamed = REGISTRY.renamed({"market.bars.v1": "t1.bars.v1"})
+    assert renamed.topic_for(make_sample(BarClosed)).name == "t1.bars.v1"
+    assert renamed.get("t1.bars.v1" + DLQ_SUFFIX).dlq_of == "t1.bars.v1"
+    assert "market.bars.v1" not in renamed.names()
+    assert set(renamed.names()) - {"t1.bars.v1", "t1.bars.v1" + DLQ_SUFFIX} == set(REGISTRY.names()) - {
+        "market.bars.v1", "market.bars.v1" + DLQ_SUFFIX}
+    assert renamed.get("t1.bars.v1").partitions == REGISTRY.get("market.bars.v1").partitions

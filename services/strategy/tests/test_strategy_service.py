@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ata.events import Message, RegimeLabel, SignalGenerated, TargetProposed
+from ata.events import REGISTRY, Message, RegimeLabel, SignalGenerated, TargetProposed
 from ata.runtime.bus import KafkaBus
 from ata.runtime.codec import decode
 from ata.runtime.config import RuntimeSettings
@@ -18,7 +18,7 @@ from ata.runtime.kafka import provision_topics
 from ata.strategy.config import StrategySettings
 from ata.strategy.core import MetaStrategy, StrategyEngine
 from ata.strategy.data import load_bars
-from ata.strategy.service import SUBSCRIPTIONS, StrategyService, renamed_registry
+from ata.strategy.service import SUBSCRIPTIONS, StrategyService
 from ata.strategy.testing import bar_event, regime_state, sentiment_score
 
 WAIT_S = 30.0
@@ -55,7 +55,7 @@ async def until(predicate: Callable[[], bool], what: str) -> None:
 async def test_strategy_service_on_the_broker(kafka_bootstrap: str, redis_url: str,
                                               unique_name: Callable[[str], str]) -> None:
     names = {t: unique_name(t.split(".")[1]) for t in (*SUBSCRIPTIONS, *OUTPUTS)}
-    registry = renamed_registry(names)
+    registry = REGISTRY.renamed(names)
     await asyncio.to_thread(provision_topics, kafka_bootstrap, [registry.get(n) for n in names.values()])
     runtime = RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, instance_id="strategy-test", http_port=0)
     settings = StrategySettings(params=PARAMS, state_key=f"ata:strategy:test:{uuid.uuid4().hex}", min_history_bars=5)

@@ -10,8 +10,9 @@ feedback edges are set aside (``ata topics graph`` checks it).
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from ata.events.control import FlattenAll, HaltTrading, ResumeTrading, SetRiskLimits
@@ -179,6 +180,11 @@ class TopicRegistry:
 
     def data_topics(self) -> list[Topic]:
         return [t for t in self._topics.values() if t.dlq_of is None]
+
+    def renamed(self, names: Mapping[str, str]) -> TopicRegistry:
+        """This registry with data topics renamed per ``names`` (old -> new; others unchanged) and
+        their DLQs following, e.g. for an isolated run on a shared broker."""
+        return TopicRegistry(dataclasses.replace(t, name=names.get(t.name, t.name)) for t in self.data_topics())
 
     def topic_for(self, message: Message) -> Topic:
         """The single non-DLQ topic that carries ``message``'s type."""

@@ -3,7 +3,8 @@
 All logic is in :class:`ata.strategy.core.StrategyEngine`. The shell loads the strategy registry
 (plugins included) and the numpy RL policy file (an unreadable policy is logged and the rl method
 falls back, documented in the meta-strategy), caches the engine state in Redis (on stop and every
-``state_save_every_messages`` messages) and restores it on start. Redis is only a cache.
+``state_save_every_messages`` messages) and restores it on start, through
+:class:`ata.runtime.statecache.StateCache`. Redis is only a cache.
 """
 
 from __future__ import annotations
@@ -11,15 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
-import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from ata.events import REGISTRY, Message, TargetProposed, TopicRegistry
+from ata.events import REGISTRY, Message, TargetProposed
 from ata.runtime import metrics
 from ata.runtime.bus import Delivery
 from ata.runtime.config import RuntimeSettings, load_settings
 from ata.runtime.service import Service, run_service
+from ata.runtime.statecache import StateCache
 from ata.strategy.config import StrategySettings
 from ata.strategy.core import MetaStrategy, StrategyEngine
 from ata.strategy.core.meta import make_factory
@@ -33,13 +31,6 @@ TARGETS = metrics.counter("ata_strategy_targets_total", "Target proposals by agg
 POLICY_LOADED = metrics.gauge("ata_strategy_rl_policy_loaded", "1 when a numpy RL policy is loaded")
 
 
-def renamed_registry(names: Mapping[str, str]) -> TopicRegistry:
-    """The registry with topics renamed per ``names`` (isolated runs on one shared broker)."""
-    import dataclasses
-
-    return TopicRegistry(dataclasses.replace(t, name=names.get(t.name, t.name)) for t in REGISTRY.data_topics())
-
-
 class StrategyService(Service):
     name = "strategy"
     subscriptions: ClassVar[tuple[str, ...]] = SUBSCRIPTIONS
@@ -47,13 +38,13 @@ class StrategyService(Service):
     def __init__(self, settings: RuntimeSettings, strategy_settings: StrategySettings, *,
                  topic_names: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         if topic_names:
-            self.registry = renamed_registry(topic_names)  # type: ignore[misc]  # per-instance topics
+            self.registry = REGISTRY.renamed(topic_names)  # type: ignore[misc]  # per-instance topics
             self.subscriptions = tuple(topic_names.get(t, t) for t in SUBSCRIPTIONS)  # type: ignore[misc]
         super().__init__(settings, **kwargs)
         self.strategy_settings = strategy_settings
         self.engine = self._new_engine(self._load_policy())
-        self._redis: Redis[bytes] | None = None
-        self._since_save = 0
+        self.state_cache = StateCache(self.settings.redis_url, strategy_settings.state_key,
+                                      save_every_messages=strategy_settings.state_save_every_messages, log=self.log)
 
     @classmethod
     def from_env(cls) -> Self:
@@ -80,42 +71,26 @@ class StrategyService(Service):
                               symbols=self.strategy_settings.symbols, publish_signals=self.strategy_settings.publish_signals)
 
     async def on_start(self) -> None:
-        self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        try:
-            raw = await self._redis.get(self.strategy_settings.state_key)
-        except RedisError as exc:
-            self.log.warning("state cache unreachable, starting fresh: %s", exc)
-            raw = None
-        if raw is not None:
+        state = await self.state_cache.load()
+        if state is not None:
             try:
-                self.engine.restore(orjson.loads(raw))
-                self.log.info("restored strategy state from cache")
+                self.engine.restore(state)
             except (ValueError, KeyError, TypeError) as exc:  # a cache from another configuration
                 self.log.warning("cached state does not fit the configuration, starting fresh: %s", exc)
                 self.engine = self._new_engine(self.engine.meta.policy)
 
     async def on_stop(self) -> None:
-        await self._save()
-        if self._redis is not None:
-            await self._redis.aclose()  # type: ignore[attr-defined]  # redis>=5; the stubs predate it
+        await self.state_cache.close(self._snapshot)
 
-    async def _save(self) -> None:
-        if self._redis is None:
-            return
-        try:
-            await self._redis.set(self.strategy_settings.state_key, orjson.dumps(self.engine.snapshot()))
-            self._since_save = 0
-        except RedisError as exc:
-            self.log.warning("could not cache strategy state: %s", exc)
+    def _snapshot(self) -> dict[str, Any]:
+        return self.engine.snapshot()
 
     async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
         outputs = self.engine.handle(message)
         for out in outputs:
             if isinstance(out, TargetProposed):
                 TARGETS.labels(out.method).inc()
-        self._since_save += 1
-        if self._since_save >= self.strategy_settings.state_save_every_messages:
-            await self._save()
+        await self.state_cache.handled(self._snapshot)
         return outputs
 
 
