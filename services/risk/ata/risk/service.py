@@ -4,8 +4,9 @@ All decisions are made by :class:`ata.risk.core.RiskEngine`. The shell feeds it 
 subscribed message, publishes what it returns (orders to ``orders.commands.v1``, denials to
 ``risk.decisions.v1``, state changes to ``risk.state.v1``, limit answers to
 ``risk.limits.v1``, snapshots to ``portfolio.snapshots.v1``), and caches its state in Redis (on
-stop and every ``state_save_every_messages`` messages) to resume where it stopped. Redis is only
-a cache: when it is unreachable the service starts from its configured initial state.
+stop and every ``state_save_every_messages`` messages, through
+:class:`ata.runtime.statecache.StateCache`) to resume where it stopped. Redis is only a cache:
+when it is unreachable the service starts from its configured initial state.
 
 Time (``ATA_RISK_CLOCK``):
 
@@ -22,14 +23,9 @@ Time (``ATA_RISK_CLOCK``):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
-
-import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from ata.events import (
     REGISTRY,
@@ -43,7 +39,6 @@ from ata.events import (
     ResumeTrading,
     SetRiskLimits,
     SubmitOrder,
-    TopicRegistry,
     TradingState,
 )
 from ata.risk.config import RiskSettings
@@ -52,6 +47,7 @@ from ata.runtime import metrics
 from ata.runtime.bus import Delivery
 from ata.runtime.config import RuntimeSettings, load_settings
 from ata.runtime.service import Service, run_service
+from ata.runtime.statecache import StateCache
 
 SUBSCRIPTIONS = (
     "market.bars.v1",
@@ -76,9 +72,9 @@ TRADING_STATE = metrics.gauge("ata_risk_trading_state", "Trading state: 0 ACTIVE
 GROSS = metrics.gauge("ata_risk_gross_exposure", "Gross exposure (account currency)")
 
 
-def renamed_registry(names: Mapping[str, str]) -> TopicRegistry:
-    """The registry with topics renamed per ``names`` (isolated runs on one shared broker)."""
-    return TopicRegistry(dataclasses.replace(t, name=names.get(t.name, t.name)) for t in REGISTRY.data_topics())
+#: The registry with topics renamed per a mapping (isolated runs on one shared broker); tests of
+#: several services import it from here.
+renamed_registry = REGISTRY.renamed
 
 
 class RiskService(Service):
@@ -88,13 +84,13 @@ class RiskService(Service):
     def __init__(self, settings: RuntimeSettings, risk_settings: RiskSettings, *, topic_names: Mapping[str, str] | None = None,
                  **kwargs: Any) -> None:
         if topic_names:
-            self.registry = renamed_registry(topic_names)  # type: ignore[misc]  # per-instance topics
+            self.registry = REGISTRY.renamed(topic_names)  # type: ignore[misc]  # per-instance topics
             self.subscriptions = tuple(topic_names.get(t, t) for t in SUBSCRIPTIONS)  # type: ignore[misc]
         super().__init__(settings, **kwargs)
         self.risk_settings = risk_settings
         self.engine = RiskEngine(risk_settings, source=self.source)
-        self._redis: Redis[bytes] | None = None
-        self._since_save = 0
+        self.state_cache = StateCache(self.settings.redis_url, risk_settings.state_key,
+                                      save_every_messages=risk_settings.state_save_every_messages, log=self.log)
         self._market_ns: int | None = None  # latest market data time (clock=market)
         self._held: list[Message] = []  # wall-stamped inputs received before any market data (clock=market)
 
@@ -103,39 +99,23 @@ class RiskService(Service):
         return cls(load_settings(RuntimeSettings), load_settings(RiskSettings))
 
     async def on_start(self) -> None:
-        self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        try:
-            raw = await self._redis.get(self.risk_settings.state_key)
-        except RedisError as exc:
-            self.log.warning("state cache unreachable, starting fresh: %s", exc)
-            raw = None
-        if raw is not None:
-            self.engine = RiskEngine.restore(self.risk_settings, orjson.loads(raw), source=self.source)
-            self.log.info("restored risk state from cache")
+        state = await self.state_cache.load()
+        if state is not None:
+            self.engine = RiskEngine.restore(self.risk_settings, state, source=self.source)
         self._export()
 
     async def on_stop(self) -> None:
-        await self._save()
-        if self._redis is not None:
-            await self._redis.aclose()  # type: ignore[attr-defined]  # redis>=5; the stubs predate it
+        await self.state_cache.close(self._snapshot)
 
-    async def _save(self) -> None:
-        if self._redis is None:
-            return
-        try:
-            await self._redis.set(self.risk_settings.state_key, orjson.dumps(self.engine.snapshot()))
-            self._since_save = 0
-        except RedisError as exc:
-            self.log.warning("could not cache risk state: %s", exc)
+    def _snapshot(self) -> dict[str, Any]:
+        return self.engine.snapshot()
 
     async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
         outputs: list[Message] = []
         for due in self._on_market_time(message):
             outputs += self.engine.handle(due)
         self._count(outputs)
-        self._since_save += 1
-        if self._since_save >= self.risk_settings.state_save_every_messages:
-            await self._save()
+        await self.state_cache.handled(self._snapshot)
         return outputs
 
     def _on_market_time(self, message: Message) -> list[Message]:
