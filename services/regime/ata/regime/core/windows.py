@@ -39,8 +39,8 @@ class SlidingMoments:
         """Add ``x`` (evicting the oldest value of a full window); return the window mean, NaN until full."""
         xs = self.xs
         window = self.window
-        self.run = self.run + 1 if xs and xs[-1] == x else 1
         n = len(xs)
+        run = self.run + 1 if n and xs[-1] == x else 1
         mean = self.mean
         m2 = self.m2
         if n == window:
@@ -57,14 +57,16 @@ class SlidingMoments:
         dx = x - mean
         mean += dx / n
         m2 += dx * (x - mean)
-        if self.run >= n:
+        if run >= n:
             mean, m2 = x, 0.0
-        self.mean, self.m2 = mean, m2
+        self.run, self.mean, self.m2 = run, mean, m2
         if n != window:
             return math.nan
-        self.since_sync += 1
-        if self.since_sync >= window:
-            self._resync()
+        since = self.since_sync + 1
+        if since < window:
+            self.since_sync = since
+            return mean
+        self._resync()
         return self.mean
 
     def _resync(self) -> None:
