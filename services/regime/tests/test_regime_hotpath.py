@@ -5,14 +5,12 @@
 - ``CorrelationWindow`` against the average pairwise correlation computed from the
   window's per-timestamp dicts;
 - state events built without re-validation against the validated constructors
-  (equality, fields set, JSON bytes), and the hashlib uuid5 against ``uuid.uuid5``.
+  (equality, fields set, JSON bytes).
 """
 
 from __future__ import annotations
 
 import math
-import pickle
-import uuid
 
 import numpy as np
 import pytest
@@ -26,7 +24,7 @@ from ata.events.regime import RegimeChanged, RegimeLabel, RegimeStateUpdated
 from ata.quant.indicators import RollingStd, Sma, ZScore
 from ata.regime.core import RegimeState
 from ata.regime.core.correlation import CorrelationWindow
-from ata.regime.core.events import _fast_state_allowed, _uuid5, state_events
+from ata.regime.core.events import _fast_state_allowed, state_events
 from ata.regime.core.windows import SlidingMoments
 from ata.runtime.codec import encode
 
@@ -94,14 +92,6 @@ def test_correlation_window_equals_the_dict_form_bit_for_bit(rows: list[dict[str
         expected, ours = _average_from_dicts(recent, window), corr.average()
         assert ours == expected or (math.isnan(ours) and math.isnan(expected))
         assert corr.rows() == recent
-
-
-@given(namespace=st.uuids(), name=st.text(max_size=60))
-def test_hashlib_uuid5_is_uuid5(namespace: uuid.UUID, name: str) -> None:
-    ours, reference = _uuid5(namespace.bytes, name.encode()), uuid.uuid5(namespace, name)
-    assert ours == reference and str(ours) == str(reference) and hash(ours) == hash(reference)
-    assert ours.version == 5 and ours.variant == uuid.RFC_4122 and ours.is_safe == reference.is_safe
-    assert pickle.loads(pickle.dumps(ours)) == reference
 
 
 _probability = st.floats(min_value=0.0, max_value=1.0)

@@ -1,53 +1,54 @@
 """From bars to regime events: the detector behind the event contract of ``regime.states.v1``.
 
-``RegimeStateUpdated`` is built once per key and bar, so it has a fast path: its id is
-uuid5 computed with ``hashlib`` directly, and the model is assembled the way pydantic's
-``model_construct`` assembles one (this model has no aliases, validators that change
-values, private attributes or post-init hook), without re-validating values the
-detector produced. The fast path is taken only when every value provably passes the
-model's validation (finite floats, probabilities in [0, 1], a symbol and source the
-validated path accepted before, a timestamp in range); anything else goes through the
-validated constructor, which raises the same ``ValidationError`` as before. The tests
-hold both paths to identical events (equality, fields set, JSON bytes).
+``RegimeStateUpdated`` is built once per key and bar, so it is built with
+:mod:`ata.events.fastpath`: its id is uuid5 via ``hashlib``, and the model is assembled
+without re-validating values the detector produced. That path is taken only when every
+value provably passes the model's validation unchanged (Python floats, finite,
+probabilities in [0, 1], a symbol and source the validated path accepted before, a
+timestamp in range); anything else goes through the validated constructor, which
+raises the same ``ValidationError`` as before. The tests hold both paths to identical
+events (equality, fields set, JSON bytes).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import sys
-import uuid
 
 from ata.events import Message
 from ata.events.envelope import MAX_TS_NS, MIN_TS_NS
+from ata.events.fastpath import assemblable, assembled, uuid5_of
 from ata.events.market import BarClosed
 from ata.events.regime import RegimeChanged, RegimeLabel, RegimeStateUpdated
 from ata.regime.core.detector import RegimeDetector, RegimeState
 
-# What ``UUID(bytes=..., version=5)`` does to the SHA-1 prefix: RFC 4122 variant, version 5.
-_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
-_UUID_SET = (0x8000 << 48) | (5 << 76)
-_setattr = object.__setattr__
 _FLOAT_MAX = sys.float_info.max
+#: The fields ``_state_event`` fills, in declaration order.
+_FIELDS = (
+    "event_id",
+    "event_type",
+    "schema_version",
+    "ts_event",
+    "ts_init",
+    "source",
+    "correlation_id",
+    "causation_id",
+    "symbol",
+    "label",
+    "confirmed_label",
+    "probabilities",
+    "confidence",
+    "factors",
+    "transition_matrix",
+)
+#: False if the model gained a hook or field this module does not fill: then every event is validated.
+_ASSEMBLABLE = assemblable(RegimeStateUpdated, _FIELDS)
 
 #: Symbols and sources the validated constructor has accepted (they are checked by pattern/length there).
 _accepted_symbols: set[str] = set()
 _accepted_sources: set[str] = set()
 #: The last transition matrix found valid (tuples are immutable; the reference keeps its identity unique).
 _accepted_matrix: list[tuple[tuple[float, ...], ...]] = [()]
-
-
-def _uuid5(namespace: bytes, name: bytes) -> uuid.UUID:
-    """``uuid.uuid5`` for a namespace and name given as bytes.
-
-    The object is made as ``UUID.__init__`` makes it, minus the argument parsing that
-    dominates its cost for a one-off id.
-    """
-    value = (int.from_bytes(hashlib.sha1(namespace + name, usedforsecurity=False).digest()[:16]) & _UUID_CLEAR) | _UUID_SET
-    out = object.__new__(uuid.UUID)
-    _setattr(out, "int", value)
-    _setattr(out, "is_safe", uuid.SafeUUID.unknown)
-    return out
 
 
 @functools.cache
@@ -64,7 +65,8 @@ def _fast_state_allowed(state: RegimeState, source: str) -> bool:
     """
     ts = state.ts_event
     if (
-        state.key not in _accepted_symbols
+        not _ASSEMBLABLE
+        or state.key not in _accepted_symbols
         or source not in _accepted_sources
         or type(ts) is not int
         or not MIN_TS_NS <= ts <= MAX_TS_NS
@@ -110,7 +112,7 @@ def _state_event(cause: BarClosed, cause_id: bytes, index: int, state: RegimeSta
         _accepted_sources.add(source)
         return event
     values = {
-        "event_id": _uuid5(cause_id, _id_name(source, "RegimeStateUpdated", index)),
+        "event_id": uuid5_of(cause_id, _id_name(source, "RegimeStateUpdated", index)),
         "event_type": "RegimeStateUpdated",
         "schema_version": RegimeStateUpdated.SCHEMA_VERSION,
         "ts_event": state.ts_event,
@@ -126,12 +128,7 @@ def _state_event(cause: BarClosed, cause_id: bytes, index: int, state: RegimeSta
         "factors": dict(state.factors),
         "transition_matrix": state.transition_matrix,
     }
-    event = RegimeStateUpdated.__new__(RegimeStateUpdated)
-    _setattr(event, "__dict__", values)
-    _setattr(event, "__pydantic_fields_set__", set(values))
-    _setattr(event, "__pydantic_extra__", None)
-    _setattr(event, "__pydantic_private__", None)
-    return event
+    return assembled(RegimeStateUpdated, values)
 
 
 def state_events(cause: BarClosed, states: list[RegimeState], source: str) -> list[Message]:
