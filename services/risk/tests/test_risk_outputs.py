@@ -1,9 +1,11 @@
-"""The hot-path output builders equal the generic constructors: same ids, same models, same bytes on the wire."""
+"""The hot-path output builders equal the generic constructors: same ids, same models, same bytes on the wire,
+and the same ``ValidationError`` for an invalid value (assembled and validated paths alike)."""
 
 from __future__ import annotations
 
 import pickle
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from ata.events import DenialReason, Message, OrderDenied, Side, SubmitOrder
+from ata.events import DenialReason, Message, OrderDenied, OrderType, Side, SubmitOrder, TimeInForce
 from ata.events import derived_id as reference_derived_id
 from ata.events.envelope import MAX_TS_NS
 from ata.events.values import SYMBOL_PATTERN
+from ata.risk.core import outputs
 from ata.risk.core.outputs import OrderOutputs, derived_id
 from ata.risk.testing import T0, target
 from ata.runtime.codec import encode
@@ -27,11 +30,17 @@ quantities = st.floats(min_value=0.0, exclude_min=True, allow_nan=False, allow_i
 causes = st.builds(lambda sym, ts, w: target(sym, ts, w, 100.0), symbols, st.integers(T0, T0 + 10**15), st.floats(-10, 10))
 
 
+#: What risk's market orders state explicitly (so both build paths set every field).
+MARKET_ORDER = {"order_type": OrderType.MARKET, "limit_price": None, "stop_price": None, "time_in_force": TimeInForce.DAY}
+
+
 def same(fast: BaseModel, reference: BaseModel) -> None:
     assert type(fast) is type(reference)
     assert fast == reference
     assert fast.model_fields_set == reference.model_fields_set
     assert list(vars(fast)) == list(vars(reference))
+    assert [type(v) for v in vars(fast).values()] == [type(v) for v in vars(reference).values()]
+    assert hash(fast) == hash(reference)
     assert fast.model_dump_json() == reference.model_dump_json()
     assert isinstance(fast, Message) and isinstance(reference, Message)
     assert encode(fast) == encode(reference)
@@ -57,8 +66,10 @@ denials = st.fixed_dictionaries({"intent_id": uuids, "symbol": symbols, "reason"
 @given(envelopes, orders)
 def test_risk_submit_order_equals_caused_by(envelope: tuple[Message, str, int, int], fields: dict[str, Any]) -> None:
     cause, source, index, ts = envelope
-    same(OrderOutputs(source).submit_order(cause, index, ts, **fields),
-         SubmitOrder.caused_by(cause, index=index, source=source, ts_event=ts, **fields))
+    fast = OrderOutputs(source).submit_order(cause, index, ts, **fields)
+    same(fast, SubmitOrder.caused_by(cause, index=index, source=source, ts_event=ts, **fields, **MARKET_ORDER))
+    # The wire bytes are those of the order built with the defaults left implicit.
+    assert encode(fast) == encode(SubmitOrder.caused_by(cause, index=index, source=source, ts_event=ts, **fields))
 
 
 @settings(max_examples=300, deadline=None)
@@ -71,24 +82,83 @@ def test_risk_order_denied_equals_caused_by(envelope: tuple[Message, str, int, i
 
 ORDER = {"intent_id": uuid.UUID(int=7), "client_order_id": f"ata-{uuid.UUID(int=7)}", "symbol": "AAA", "side": Side.BUY,
          "quantity": 1.0, "reason": ""}
-INVALID: list[tuple[str, str, int, dict[str, Any]]] = [
-    ("empty source", "", T0, {}),
-    ("long source", "r" * 201, T0, {}),
-    ("negative time", "risk", -1, {}),
-    ("time beyond int64", "risk", MAX_TS_NS + 1, {}),
-    ("zero quantity", "risk", T0, {"quantity": 0.0}),
-    ("nan quantity", "risk", T0, {"quantity": float("nan")}),
-    ("lower-case symbol", "risk", T0, {"symbol": "aaa"}),
-    ("long reason", "risk", T0, {"reason": "x" * 501}),
+DENIAL = {"intent_id": uuid.UUID(int=7), "symbol": "AAA", "reason": DenialReason.PRICE_COLLAR, "detail": ""}
+
+
+def built(kind: str, source: str, ts: int, changes: dict[str, Any]) -> tuple[Callable[[], BaseModel], Callable[[], BaseModel]]:
+    """(fast builder, validated reference) of a ``kind`` output caused by one target, with ``changes`` to its fields."""
+    cause = target("AAA", T0, 0.1, 100.0)
+    if kind == "order":
+        order = {**ORDER, **changes}
+        return (lambda: OrderOutputs(source).submit_order(cause, 0, ts, **order),
+                lambda: SubmitOrder.caused_by(cause, index=0, source=source, ts_event=ts, **order, **MARKET_ORDER))
+    denial = {**DENIAL, **changes}
+    return (lambda: OrderOutputs(source).order_denied(cause, 0, ts, **denial),
+            lambda: OrderDenied.caused_by(cause, index=0, source=source, ts_event=ts, **denial))
+
+
+# kind, case, source, ts, field changes
+INVALID: list[tuple[str, str, str, int, dict[str, Any]]] = [
+    ("order", "empty source", "", T0, {}),
+    ("order", "long source", "r" * 201, T0, {}),
+    ("order", "negative time", "risk", -1, {}),
+    ("order", "time beyond int64", "risk", MAX_TS_NS + 1, {}),
+    ("order", "zero quantity", "risk", T0, {"quantity": 0.0}),
+    ("order", "nan quantity", "risk", T0, {"quantity": float("nan")}),
+    ("order", "infinite quantity", "risk", T0, {"quantity": float("inf")}),
+    ("order", "lower-case symbol", "risk", T0, {"symbol": "aaa"}),
+    ("order", "symbol with newline", "risk", T0, {"symbol": "AAA\n"}),
+    ("order", "long reason", "risk", T0, {"reason": "x" * 501}),
+    ("order", "long client order id", "risk", T0, {"client_order_id": "c" * 129}),
+    ("order", "client order id with space", "risk", T0, {"client_order_id": "ata 1"}),
+    ("denial", "empty source", "", T0, {}),
+    ("denial", "negative time", "risk", -1, {}),
+    ("denial", "lower-case symbol", "risk", T0, {"symbol": "aaa"}),
+    ("denial", "unknown reason", "risk", T0, {"reason": "NO_SUCH_REASON"}),
+    ("denial", "long detail", "risk", T0, {"detail": "x" * 1001}),
 ]
 
 
-@pytest.mark.parametrize("case", INVALID, ids=[c[0] for c in INVALID])
-def test_risk_outputs_refuse_what_caused_by_refuses(case: tuple[str, str, int, dict[str, Any]]) -> None:
-    _, source, ts, changes = case
-    cause = target("AAA", T0, 0.1, 100.0)
-    fields = {**ORDER, **changes}
+@pytest.mark.parametrize("case", INVALID, ids=[f"{c[0]}: {c[1]}" for c in INVALID])
+def test_risk_outputs_refuse_what_caused_by_refuses(case: tuple[str, str, str, int, dict[str, Any]]) -> None:
+    kind, _, source, ts, changes = case
+    fast, reference = built(kind, source, ts, changes)
     with pytest.raises(ValidationError):
-        SubmitOrder.caused_by(cause, index=0, source=source, ts_event=ts, **fields)
+        reference()
     with pytest.raises(ValidationError):
-        OrderOutputs(source).submit_order(cause, 0, ts, **fields)
+        fast()
+
+
+# Values at the bounds validation accepts, and values it accepts only after converting them (an int
+# quantity, text for an enum or a UUID): the fast builders return exactly what the validated
+# constructor returns, converted the same way.
+ACCEPTED: list[tuple[str, str, str, int, dict[str, Any]]] = [
+    ("order", "longest source", "r" * 200, T0, {}),
+    ("order", "time zero", "risk", 0, {}),
+    ("order", "time at int64 max", "risk", MAX_TS_NS, {}),
+    ("order", "smallest quantity", "risk", T0, {"quantity": 5e-324}),
+    ("order", "largest quantity", "risk", T0, {"quantity": 1.7976931348623157e308}),
+    ("order", "int quantity", "risk", T0, {"quantity": 3}),
+    ("order", "side as text", "risk", T0, {"side": "sell"}),
+    ("order", "intent as text", "risk", T0, {"intent_id": str(uuid.UUID(int=9))}),
+    ("order", "longest reason", "risk", T0, {"reason": "x" * 500}),
+    ("order", "longest symbol", "risk", T0, {"symbol": "A" * 32}),
+    ("order", "market key", "risk", T0, {"symbol": "_market"}),
+    ("order", "longest client order id", "risk", T0, {"client_order_id": "c" * 128}),
+    ("denial", "reason as text", "risk", T0, {"reason": "PRICE_COLLAR"}),
+    ("denial", "longest detail", "risk", T0, {"detail": "x" * 1000}),
+    ("denial", "symbol with a dot", "risk", T0, {"symbol": "BRK.B"}),
+    ("denial", "intent as text", "risk", T0, {"intent_id": str(uuid.UUID(int=9))}),
+]
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=[f"{c[0]}: {c[1]}" for c in ACCEPTED])
+def test_risk_outputs_at_bounds_equal_caused_by(case: tuple[str, str, str, int, dict[str, Any]]) -> None:
+    kind, _, source, ts, changes = case
+    fast, reference = built(kind, source, ts, changes)
+    same(fast(), reference())
+
+
+def test_risk_output_models_still_assemblable() -> None:
+    """The fast path is in use: both models still have exactly the fields the builders fill and no hook."""
+    assert outputs._FAST

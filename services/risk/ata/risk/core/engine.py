@@ -15,8 +15,6 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ata.events import (
     BarClosed,
     DataReliabilityChanged,
@@ -46,6 +44,7 @@ from ata.events import (
     client_order_id_for,
     round_quantity,
 )
+from ata.events.fastpath import uuid5_of
 from ata.events.values import MARKET_KEY
 from ata.quant.accounting import Portfolio
 from ata.risk.config import RiskSettings
@@ -53,7 +52,7 @@ from ata.risk.core import checks, clusters
 from ata.risk.core.drawdown import DailyLoss, DrawdownPolicy, DrawdownTier
 from ata.risk.core.limits import LimitBook, Limits, LimitsError
 from ata.risk.core.market import MarketParams, SymbolMarket
-from ata.risk.core.outputs import OrderOutputs, derived_id, uuid5_bytes
+from ata.risk.core.outputs import OrderOutputs, derived_id
 from ata.risk.core.sizing import SizingInput, SizingParams, annual_vol, size_target
 from ata.risk.core.states import TradingStateMachine, Transition
 from ata.risk.core.stress import Exposure, StressPolicy, StressSignals, UnwindLeg, hedge_quantity, next_slice, plan_unwind
@@ -126,6 +125,7 @@ class RiskEngine:
         self.cluster_of: dict[str, str] = {}
         self.corr_symbols: list[str] = []
         self.corr: list[list[float]] = []
+        self._corr_index: dict[str, int] = {}  # derived: position of each symbol in corr_symbols
         self.betas: dict[str, float] = {}
         self.bar_stamps = 0
         self.last_bar_stamp_ns = 0
@@ -144,6 +144,10 @@ class RiskEngine:
         self.open_orders: dict[str, list[Any]] = {}  # client_order_id -> [symbol, signed remaining]
         # The same order lists by symbol, in open_orders' order (derived; change both through _open/_close).
         self._orders_by_symbol: dict[str, dict[str, list[Any]]] = {}
+        # Per symbol, the signed sum of those orders (what _pending() returns), recomputed (not
+        # updated incrementally, which float rounding would make order-dependent) whenever the
+        # symbol's orders change; read on every order check.
+        self._pending_sums: dict[str, float] = {}
         self.pending_targets: dict[str, PendingTarget] = {}  # by symbol: newest target awaiting a verdict
         self.early_reviews: OrderedDict[str, OversightReviewed] = OrderedDict()
         self.seen_fills: OrderedDict[str, None] = OrderedDict()
@@ -230,6 +234,7 @@ class RiskEngine:
         returns = self.panel.matrix(symbols, last=self.settings.correlation_window_bars)
         corr = clusters.correlation(returns)
         self.corr_symbols, self.corr = symbols, corr.tolist()
+        self._corr_index = {s: i for i, s in enumerate(symbols)}
         self.cluster_of = clusters.clusters(corr, symbols, self.settings.cluster_threshold)
         self.correlation_spike = self._correlation_spike(symbols)
         if self.settings.hedge_symbol in symbols:
@@ -380,8 +385,15 @@ class RiskEngine:
     # ------------------------------------------------------------------ orders and fills
     def _pending(self, symbol: str) -> float:
         """Signed quantity of ``symbol``'s orders sent and not yet filled (summed in the order they were sent)."""
+        return self._pending_sums.get(symbol, 0.0)
+
+    def _resum_pending(self, symbol: str) -> None:
+        """Recompute ``symbol``'s pending sum after its orders changed."""
         orders = self._orders_by_symbol.get(symbol)
-        return float(sum(order[1] for order in orders.values())) if orders else 0.0
+        if orders:
+            self._pending_sums[symbol] = float(sum(order[1] for order in orders.values()))
+        else:
+            self._pending_sums.pop(symbol, None)
 
     def _open(self, client_order_id: str, symbol: str, qty: float) -> None:
         order = [symbol, qty]
@@ -390,6 +402,7 @@ class RiskEngine:
             self._close(client_order_id)
         self.open_orders[client_order_id] = order
         self._orders_by_symbol.setdefault(symbol, {})[client_order_id] = order
+        self._resum_pending(symbol)
 
     def _close(self, client_order_id: str) -> None:
         order = self.open_orders.pop(client_order_id, None)
@@ -398,11 +411,15 @@ class RiskEngine:
             del orders[client_order_id]
             if not orders:
                 del self._orders_by_symbol[order[0]]
+            self._resum_pending(order[0])
 
     def _index_open_orders(self) -> None:
         self._orders_by_symbol = {}
         for client_order_id, order in self.open_orders.items():
             self._orders_by_symbol.setdefault(order[0], {})[client_order_id] = order
+        self._pending_sums = {}
+        for symbol in self._orders_by_symbol:
+            self._resum_pending(symbol)
 
     def _on_fill(self, fill: FillReported, out: list[Message]) -> None:
         key = f"{fill.client_order_id}\x1f{fill.fill_id}"
@@ -419,6 +436,8 @@ class RiskEngine:
             order[1] = before - signed
             if order[1] * before <= 0 or abs(order[1]) <= 1e-9 * abs(before):  # completely filled
                 self._close(fill.client_order_id)
+            else:
+                self._resum_pending(order[0])
         self._reassess_drawdown(fill, out)
 
     @staticmethod
@@ -450,8 +469,7 @@ class RiskEngine:
         limits = self.limits.for_symbol(symbol)
         cluster = self.cluster_of.get(symbol, symbol)
         last_price = market.last_price if market is not None else 0.0
-        pending = {sym: float(sum(order[1] for order in orders.values())) for sym, orders in self._orders_by_symbol.items()}
-        pending_of = pending.get
+        pending_of = self._pending_sums.get
         positions = self.portfolio.positions
         own = positions.get(symbol)
         position = (own.quantity if own is not None else 0.0) + pending_of(symbol, 0.0)
@@ -581,14 +599,14 @@ class RiskEngine:
         if self.sizing_params.portfolio_vol_target_annual is None or equity <= 0:
             return other_gross, 0.0, 0.0
         others = [p for p in self.portfolio.open_positions() if p.symbol != symbol]
-        index = {s: i for i, s in enumerate(self.corr_symbols)}
-        corr = np.asarray(self.corr) if self.corr else np.eye(0)
+        index = self._corr_index
+        corr = self.corr  # plain floats (the matrix's tolist()): no numpy scalar per element
 
         def rho(a: str, b: str) -> float:
             if a == b:
                 return 1.0
             ia, ib = index.get(a), index.get(b)
-            return float(corr[ia, ib]) if ia is not None and ib is not None else 0.0
+            return corr[ia][ib] if ia is not None and ib is not None else 0.0
 
         weights = [(p.symbol, p.quantity * (p.mark_price or 0.0) / equity,
                     annual_vol(self._market(p.symbol).vol_per_bar(self.market_params, 0.0), self.sizing_params)) for p in others]
@@ -692,7 +710,8 @@ class RiskEngine:
         engine.panel = clusters.ReturnsPanel.from_state(state["panel"])
         engine.cluster_of = dict(state["cluster_of"])
         engine.corr_symbols = list(state["corr_symbols"])
-        engine.corr = [list(row) for row in state["corr"]]
+        engine.corr = [[float(x) for x in row] for row in state["corr"]]
+        engine._corr_index = {s: i for i, s in enumerate(engine.corr_symbols)}
         engine.betas = dict(state["betas"])
         engine.bar_stamps = int(state["bar_stamps"])
         engine.last_bar_stamp_ns = int(state["last_bar_stamp_ns"])
@@ -735,4 +754,4 @@ _FIRST_INTENT_NAME = f"{INTENT_SALT}\x1f0".encode()
 
 def intent_for(target_event_id: uuid.UUID) -> uuid.UUID:
     """The intent id risk gives the first order caused by a target: ``derived_id(target, 0, salt="risk:intent")``."""
-    return uuid5_bytes(target_event_id.bytes, _FIRST_INTENT_NAME)
+    return uuid5_of(target_event_id.bytes, _FIRST_INTENT_NAME)
