@@ -49,7 +49,13 @@ from ata.events.risk import (
     TradingState,
     TradingStateChanged,
 )
-from ata.events.strategy import ContributingSignal, SignalGenerated, TargetProposed
+from ata.events.strategy import (
+    AllocationFallbackEngaged,
+    ContributingSignal,
+    SignalGenerated,
+    StrategySwitched,
+    TargetProposed,
+)
 from ata.events.system import DeadLetterRecorded, HeartbeatEmitted, JournalAvailabilityChanged, ServiceStatus
 from ata.events.topics import REGISTRY, SERVICES, Topic, TopicRegistry
 from ata.events.values import (
@@ -64,15 +70,15 @@ from ata.events.values import (
 
 __all__ = [
     "ATA_NAMESPACE", "CATALOGUE", "EXECUTION_ALIGNMENT", "MARKET_KEY", "ORDER_LIFECYCLE", "REGISTRY", "SERVICES",
-    "AnomalyKind", "BarClosed", "CancelOrder", "Command", "ContributingSignal", "DataAnomalyDetected",
-    "DataReliabilityChanged", "DeadLetterRecorded", "DenialReason", "Event", "ExecutionQualityMeasured",
+    "AllocationFallbackEngaged", "AnomalyKind", "BarClosed", "CancelOrder", "Command", "ContributingSignal",
+    "DataAnomalyDetected", "DataReliabilityChanged", "DeadLetterRecorded", "DenialReason", "Event", "ExecutionQualityMeasured",
     "FillReported", "FlattenAll", "GroundTruthRegimeObserved", "HaltTrading", "HeartbeatEmitted",
     "JournalAvailabilityChanged", "Message", "NewsPublished", "OrderAccepted", "OrderCanceled", "OrderDenied",
     "OrderExpired", "OrderFilled", "OrderPartiallyFilled", "OrderReconciled", "OrderRejected", "OrderStatus",
     "OrderSubmitted", "OrderTransitionRefused", "OrderType", "OversightReviewed", "PortfolioSnapshotTaken",
     "PositionMismatchDetected", "PositionView", "QuoteUpdated", "ReconcileAction", "RegimeChanged", "RegimeLabel",
     "RegimeStateUpdated", "ResumeTrading", "RiskLimits", "RiskLimitsChanged", "SentimentScored", "ServiceStatus", "SetRiskLimits",
-    "Severity", "Side", "SignalGenerated", "SubmitOrder", "TargetProposed", "TimeInForce", "Topic",
+    "Severity", "Side", "SignalGenerated", "StrategySwitched", "SubmitOrder", "TargetProposed", "TimeInForce", "Topic",
     "TopicRegistry", "TradingState", "TradingStateChanged", "Verdict", "all_message_classes",
     "client_order_id_for", "derived_id", "message_class", "origin_id", "register", "round_price",
     "round_quantity",

@@ -22,7 +22,7 @@ from ata.events.orders import (
 from ata.events.oversight import OversightReviewed
 from ata.events.regime import RegimeChanged, RegimeStateUpdated
 from ata.events.risk import OrderDenied, PortfolioSnapshotTaken, RiskLimitsChanged, TradingStateChanged
-from ata.events.strategy import AllocationFallbackEngaged, SignalGenerated, TargetProposed
+from ata.events.strategy import AllocationFallbackEngaged, SignalGenerated, StrategySwitched, TargetProposed
 from ata.events.system import DeadLetterRecorded, HeartbeatEmitted, JournalAvailabilityChanged
 
 CATALOGUE: tuple[type[Message], ...] = (
@@ -37,6 +37,7 @@ CATALOGUE: tuple[type[Message], ...] = (
     RegimeChanged,
     SignalGenerated,
     TargetProposed,
+    StrategySwitched,
     AllocationFallbackEngaged,
     OversightReviewed,
     SubmitOrder,

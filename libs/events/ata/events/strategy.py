@@ -1,4 +1,4 @@
-"""Strategy events: per-strategy signals, per-symbol target proposals, allocation fallbacks."""
+"""Strategy events: per-strategy signals, per-symbol target proposals, strategy switches, allocation fallbacks."""
 
 from __future__ import annotations
 
@@ -47,3 +47,21 @@ class AllocationFallbackEngaged(Event):
     fallback_method: str = Field(min_length=1, max_length=64)
     regime: str = Field(default="", max_length=64)
     symbols: tuple[Symbol, ...] = ()
+
+
+class StrategySwitched(Event):
+    """Adaptive switching turned one strategy of a symbol off or back on (with hysteresis).
+
+    ``previous_strategy`` and ``current_strategy`` are the symbol's active strategy sets before
+    and after the switch, names sorted and joined with ``+``; ``reason`` states the rule that
+    fired. Carried on the targets topic, so per symbol it precedes the target it shapes.
+    """
+
+    symbol: Symbol
+    strategy: str = Field(min_length=1, max_length=64)
+    active: bool
+    previous_strategy: str = Field(max_length=1000)
+    current_strategy: str = Field(max_length=1000)
+    reason: str = Field(min_length=1, max_length=500)
+    tracked_sharpe: FiniteFloat
+    regime: str = Field(default="", max_length=64)

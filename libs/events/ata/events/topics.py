@@ -30,7 +30,7 @@ from ata.events.orders import ORDER_LIFECYCLE, CancelOrder, FillReported, Submit
 from ata.events.oversight import OversightReviewed
 from ata.events.regime import RegimeChanged, RegimeStateUpdated
 from ata.events.risk import OrderDenied, PortfolioSnapshotTaken, RiskLimitsChanged, TradingStateChanged
-from ata.events.strategy import AllocationFallbackEngaged, SignalGenerated, TargetProposed
+from ata.events.strategy import AllocationFallbackEngaged, SignalGenerated, StrategySwitched, TargetProposed
 from ata.events.system import DeadLetterRecorded, HeartbeatEmitted, JournalAvailabilityChanged
 
 TOPIC_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[0-9]+$")
@@ -104,8 +104,9 @@ _BASE_TOPICS: tuple[Topic, ...] = (
           description="Regime state per symbol and _market, and confirmed changes"),
     Topic("strategy.signals.v1", (SignalGenerated,), "symbol", 6, ("strategy",), ("gateway",),
           description="Per-strategy signals"),
-    Topic("strategy.targets.v1", (TargetProposed,), "symbol", 6, ("strategy",), ("oversight", "risk", "gateway"),
-          description="Meta-strategy target position proposals"),
+    Topic("strategy.targets.v1", (TargetProposed, StrategySwitched), "symbol", 6, ("strategy",),
+          ("oversight", "risk", "gateway"),
+          description="Meta-strategy target position proposals and the strategy switches that shape them"),
     Topic("strategy.allocation.v1", (AllocationFallbackEngaged,), None, 1, ("strategy",), ("gateway",),
           retention_ms=90 * DAY_MS, description="Portfolio allocation fallbacks (failed optimiser or RL policy)"),
     Topic("oversight.reviews.v1", (OversightReviewed,), "symbol", 3, ("oversight",), ("risk", "gateway"),
