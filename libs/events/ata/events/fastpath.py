@@ -37,6 +37,8 @@ M = TypeVar("M", bound=BaseModel)
 _CLEAR: Final = ~((0xC000 << 48) | (0xF000 << 64))
 _SET: Final = (0x8000 << 48) | (5 << 76)
 _setattr = object.__setattr__
+# Read once: an enum member read through its class runs the enum descriptor on every access.
+_SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
 
 
 def uuid5_of(namespace: bytes, name: bytes) -> uuid.UUID:
@@ -45,7 +47,7 @@ def uuid5_of(namespace: bytes, name: bytes) -> uuid.UUID:
     value = (int.from_bytes(hashlib.sha1(namespace + name, usedforsecurity=False).digest()[:16]) & _CLEAR) | _SET
     out = object.__new__(uuid.UUID)
     _setattr(out, "int", value)
-    _setattr(out, "is_safe", uuid.SafeUUID.unknown)
+    _setattr(out, "is_safe", _SAFE_UNKNOWN)
     return out
 
 
