@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 # The strategy package installs with its rl extra (torch, stable-baselines3) for training.
 PACKAGES := libs/events libs/runtime libs/quant $(patsubst services/strategy,services/strategy[rl],$(sort $(wildcard services/*)))
 STAMP := $(VENV)/.installed
+# The backtest benchmark's peer frameworks (backtrader, NautilusTrader) live in their own venv.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
 .PHONY: install run test lint schemas schemas-check bench clean infra-up infra-down chaos images
 
@@ -32,8 +35,13 @@ schemas: install
 schemas-check: install
 	$(BIN)/ata schemas check
 
-bench: install
+bench: install $(BENCH_STAMP)
 	$(BIN)/python -m bench
+
+$(BENCH_STAMP): bench/peers/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/peers/requirements.txt
+	touch $@
 
 infra-up: install
 	$(BIN)/ata infra up
@@ -52,4 +60,4 @@ images:
 	for s in $(IMAGES); do docker build -f deploy/Dockerfile --build-arg SERVICE=$$s -t ata-$$s:dev . || exit 1; done
 
 clean:
-	rm -rf $(VENV) .ata .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .ata .pytest_cache .mypy_cache .ruff_cache
