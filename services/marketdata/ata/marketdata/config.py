@@ -48,6 +48,9 @@ class MarketDataSettings(ServiceSettings):
     speed_factor: float = Field(
         default=0.0, ge=0.0, description="Replay pace: 0 as fast as possible, 1 real time, 60 a minute per second."
     )
+    lockstep_groups: tuple[str, ...] = Field(
+        default=(), description="Historical replay in lock step: before each new bar time, wait until these consumer "
+        "groups have handled everything on their topics (ata.runtime.quiescence); replaces speed_factor. Empty: off.")
     seed: int = Field(default=0, ge=0, description="Seed of the synthetic generator.")
     synthetic_symbols: int = Field(default=10, ge=1, le=5000, description="Number of synthetic symbols (when symbols is empty).")
     synthetic_timeframe: str = Field(default="1m", description="Bar size of synthetic bars (intraday).")

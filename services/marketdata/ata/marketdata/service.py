@@ -7,7 +7,9 @@
 ``topic_names`` renames topics, e.g. for test isolation).
 
 Historical sources (files, datasets, synthetic) are paced by ``speed_factor`` (0: as fast as
-possible) and, with ``bulk_publish``, published by the confluent bulk producer, flushed (every
+possible) or, with ``lockstep_groups``, by the pipeline itself (a bar time is published once the
+listed consumer groups have handled everything before it; see :mod:`ata.runtime.quiescence`)
+and, with ``bulk_publish``, published by the confluent bulk producer, flushed (every
 record acknowledged) after each chunk; live sources (Alpaca) are published record by record
 through the runtime bus. When a historical source is exhausted the service stays up and
 reports ``source_finished`` in heartbeats and metrics. Stale-feed checks run every
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Self
@@ -60,6 +62,7 @@ from ata.runtime import metrics
 from ata.runtime.config import RuntimeSettings, load_settings
 from ata.runtime.heartbeat import HEARTBEAT_TOPIC, HeartbeatStats
 from ata.runtime.kafka import bulk_producer
+from ata.runtime.quiescence import PipelineGate
 from ata.runtime.service import Service, run_service
 
 #: Records pulled from a historical source per scheduling slice (the loop yields in between).
@@ -118,13 +121,24 @@ class Pacer:
 
 
 class BulkPublisher:
-    """Confluent producer for historical replay: enqueue without waiting, :meth:`flush` awaits every acknowledgement."""
+    """Confluent producer for historical replay: enqueue without waiting, count what the broker acknowledged so far,
+    and :meth:`flush` to await every acknowledgement.
+
+    Delivery reports are requested for failures only (``delivery.report.only.error``): a Python
+    callback per acknowledged record would cost more than encoding it. Acknowledged records are
+    therefore counted, not listed: a record leaves ``len(producer)`` once its delivery report has
+    been served, so ``produced - len(producer)`` records are done, and any failure among them is
+    in ``errors`` (raised by :meth:`acknowledged` and :meth:`flush`).
+    """
 
     def __init__(self, producer: Producer, route: Callable[[Message], tuple[str, str]], service: str) -> None:
         self._producer = producer
         self._route = route
         self._service = service
         self._errors: list[str] = []
+        #: Records handed to the producer so far.
+        self.produced = 0
+        #: Records handed to the producer since the last :meth:`flush`.
         self.pending = 0
 
     def _delivered(self, error: KafkaError | None, _record: KafkaMessage) -> None:
@@ -136,35 +150,46 @@ class BulkPublisher:
         for message in messages:
             topic, key = self._route(message)
             per_topic[topic] += 1
-            self._enqueue(topic, wire_bytes(message), key.encode())
-        self.pending += len(messages)
-        self._producer.poll(0)
+            self._enqueue(topic, key.encode(), [wire_bytes(message)])
         for topic, count in per_topic.items():
             metrics.EVENTS_OUT.labels(service=self._service, topic=topic).inc(count)
 
     def produce_payloads(self, topic: str, key: str, payloads: Sequence[bytes]) -> None:
         """Enqueue already encoded values of one key (the batch path's clean bars)."""
-        key_bytes = key.encode()
-        for value in payloads:
-            self._enqueue(topic, value, key_bytes)
-        self.pending += len(payloads)
-        self._producer.poll(0)
+        self._enqueue(topic, key.encode(), payloads)
         metrics.EVENTS_OUT.labels(service=self._service, topic=topic).inc(len(payloads))
 
-    def _enqueue(self, topic: str, value: bytes, key: bytes) -> None:
+    def _enqueue(self, topic: str, key: bytes, values: Sequence[bytes]) -> None:
+        """Produce ``values`` in order; while the local queue is full, serve delivery reports and retry the same value."""
+        produce, delivered = self._producer.produce, self._delivered
+        remaining: Iterator[bytes] = iter(values)
         while True:
             try:
-                self._producer.produce(topic, value, key, on_delivery=self._delivered)
-                return
+                for value in remaining:
+                    produce(topic, value, key, on_delivery=delivered)
+                break
             except BufferError:
-                self._producer.poll(0.05)  # local queue full: serve delivery reports, then retry
+                self._producer.poll(0.05)
+                remaining = itertools.chain((value,), remaining)
+        self.produced += len(values)
+        self.pending += len(values)
+        self._producer.poll(0)
+
+    def acknowledged(self) -> int:
+        """How many of the records produced so far the broker has acknowledged; raises :class:`PublishError` if
+        any delivery failed."""
+        self._producer.poll(0)
+        self._raise_failures(0)
+        return self.produced - len(self._producer)
+
+    def _raise_failures(self, unacknowledged: int) -> None:
+        errors, self._errors = self._errors, []
+        if unacknowledged or errors:
+            raise PublishError(f"{unacknowledged} record(s) unacknowledged after {FLUSH_TIMEOUT_S}s; errors: {errors[:5]}")
 
     async def flush(self) -> None:
         """Wait until the broker acknowledged everything produced so far; raise :class:`PublishError` otherwise."""
-        remaining = await asyncio.to_thread(self._producer.flush, FLUSH_TIMEOUT_S)
-        errors, self._errors = self._errors, []
-        if remaining or errors:
-            raise PublishError(f"{remaining} record(s) unacknowledged after {FLUSH_TIMEOUT_S}s; errors: {errors[:5]}")
+        self._raise_failures(await asyncio.to_thread(self._producer.flush, FLUSH_TIMEOUT_S))
         self.pending = 0
 
     async def close(self) -> None:
@@ -287,12 +312,22 @@ class MarketDataService(Service):
             import heapq
 
             items = heapq.merge(items, iter(self.reference_source), key=lambda item: event_time(item) or 0)
-        pacer = Pacer(self.md.speed_factor) if self.md.speed_factor > 0 else None
+        lockstep = self.md.lockstep_groups
+        gate = PipelineGate.for_services(self.settings.kafka_bootstrap, lockstep) if lockstep else None
+        pacer = Pacer(self.md.speed_factor) if self.md.speed_factor > 0 and gate is None else None
+        latest: int | None = None
         while chunk := list(itertools.islice(items, CHUNK_RECORDS)):
             ts_init = self.now_ns()
             outputs: list[Message] = []
             for item in chunk:
                 when = event_time(item)
+                if gate is not None and when is not None and latest is not None and when > latest:
+                    await self._emit(outputs)  # a bar time is published whole, then handled whole, before the next
+                    outputs = []
+                    await gate.wait_idle()
+                    ts_init = self.now_ns()
+                if when is not None:
+                    latest = when if latest is None else max(latest, when)
                 if pacer is not None and when is not None and pacer.wait_s(when) > 0:
                     await self._emit(outputs)
                     outputs = []
@@ -309,15 +344,23 @@ class MarketDataService(Service):
         """Columnar batches when the batch path applies: as fast as possible, bulk publishing, no reference source,
         and a source that offers them (replay files in a clean columnar form, built-in datasets)."""
         offer = getattr(source, "batches", None)
-        if offer is None or self._bulk is None or self.md.speed_factor > 0 or self.reference_source is not None:
+        if (offer is None or self._bulk is None or self.md.speed_factor > 0 or self.reference_source is not None
+                or self.md.lockstep_groups):
             return None
         batches: Iterator[BarBatch] | None = offer(BATCH_ROWS)
         return batches
 
     async def _run_batches(self, batches: Iterator[BarBatch]) -> None:
-        """The batch path: :meth:`IntegrityChecker.process_batch`, clean runs encoded in bulk, a flush per batch."""
+        """The batch path: :meth:`IntegrityChecker.process_batch`, clean runs encoded in bulk, one flush at the end.
+
+        Batches are not flushed one by one, so checking and encoding the next batch overlaps with the
+        broker's work on the previous ones (the producer's bounded queue holds the backlog). A batch's
+        outputs are counted as published once as many records as it ends at are acknowledged (a count:
+        partitions complete out of order), and a delivery failure stops the replay at the next batch.
+        """
         assert self._bulk is not None
         bars_topic = self.topic_names.get("market.bars.v1", "market.bars.v1")
+        unconfirmed: deque[tuple[int, int, list[Message]]] = deque()  # (records produced at its end, bars, messages)
         for batch in batches:
             ts_init = self.now_ns()
             bars, messages = 0, []
@@ -331,15 +374,23 @@ class MarketDataService(Service):
                 else:
                     self._bulk.produce([item])
                     messages.append(item)
-            await self._bulk.flush()
+            unconfirmed.append((self._bulk.produced, bars, messages))
+            self._confirm(unconfirmed, self._bulk.acknowledged())
+            await asyncio.sleep(0)
+        await self._bulk.flush()
+        self._confirm(unconfirmed, self._bulk.produced)
+        self.source_finished.set()
+        SOURCE_FINISHED.set(1)
+        self.log.info("source finished", extra={"bars": self.bars_published, "anomalies": dict(self.anomalies)})
+
+    def _confirm(self, unconfirmed: deque[tuple[int, int, list[Message]]], acknowledged: int) -> None:
+        """Count the outputs of the leading batches that ``acknowledged`` records cover as published."""
+        while unconfirmed and unconfirmed[0][0] <= acknowledged:
+            _, bars, messages = unconfirmed.popleft()
             self._events_out += bars + len(messages)
             self.bars_published += bars
             BARS.labels(source=self.data_source.name).inc(bars)
             self._account(messages)
-            await asyncio.sleep(0)
-        self.source_finished.set()
-        SOURCE_FINISHED.set(1)
-        self.log.info("source finished", extra={"bars": self.bars_published, "anomalies": dict(self.anomalies)})
 
     async def _wait_paced(self, pacer: Pacer, when: int) -> None:
         """Sleep until the record at event time ``when`` is due, checking for stale feeds on the replay clock meanwhile."""
