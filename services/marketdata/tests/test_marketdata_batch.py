@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from ata.events import Message, origin_id
 from ata.marketdata.core import BarBatch, CleanBars, IntegrityChecker, IntegrityConfig, RawBar, SessionCalendar
+from ata.marketdata.core.batch import RollingWindows
+from ata.marketdata.core.integrity import _median
 from ata.marketdata.sources import DatasetReplay, FileReplay
 from ata.marketdata.wire import clean_bar_payloads, origin_id_prefix, uuid5_text
 from ata.runtime.codec import encode
@@ -162,6 +164,22 @@ def test_anomalies_inside_long_clean_runs_interrupt_and_resume_the_bulk_path(xny
 def test_batch_path_without_a_steady_state_falls_back_record_by_record() -> None:
     raws = stream("AAA", [(1, 0.001, "ok")] * 10, OPEN_2024)
     assert assert_same(IntegrityConfig(), None, raws, 4) == 0  # the window never fills: nothing is bulk-encoded
+
+
+@settings(max_examples=200, deadline=None)
+@given(window=st.integers(3, 60), rows=st.integers(1, 300), seed=st.integers(0, 2**32 - 1),
+       spike_share=st.sampled_from([0.0, 0.02, 0.2]), threshold=st.sampled_from([0.0, 1e-4, 0.001, 0.003, 0.015]))
+def test_rolling_windows_find_exactly_the_rows_far_from_their_median(window: int, rows: int, seed: int, spike_share: float,
+                                                                     threshold: float) -> None:
+    """The min/max pre-screen never drops a row the exact median test flags, and medians are the per-record ones."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 0.001, window + rows)
+    values += np.where(rng.random(window + rows) < spike_share, rng.normal(0.0, 0.02, window + rows), 0.0)
+    history, returns = values[:window].tolist(), values[window:].tolist()
+    merged = history + returns
+    expected = [(i, m) for i in range(rows) if abs(returns[i] - (m := _median(sorted(merged[i:i + window])))) > threshold]
+    flagged, medians = RollingWindows(history, returns, window).beyond(threshold)
+    assert list(zip(flagged, medians, strict=True)) == expected
 
 
 @given(head=st.lists(st.one_of(st.text(max_size=20), st.integers()), max_size=4),

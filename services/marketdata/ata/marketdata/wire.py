@@ -35,14 +35,15 @@ def wire_bytes(message: Message) -> bytes:
     return type(message).__pydantic_serializer__.to_json(message)
 
 
-def origin_id_prefix(*natural_key_head: object) -> hashlib._Hash:
-    """A sha1 state over the namespace and the leading parts of an origin id's name; finish with :func:`uuid5_text`."""
-    return hashlib.sha1(ATA_NAMESPACE.bytes + "".join(f"{part}{_SEPARATOR}" for part in natural_key_head).encode())
+def origin_id_prefix(*natural_key_head: object) -> bytes:
+    """The bytes hashed before an origin id's last name part: the namespace and the leading parts, each followed
+    by the separator; finish with :func:`uuid5_text` / :func:`uuid5_texts`."""
+    return ATA_NAMESPACE.bytes + "".join(f"{part}{_SEPARATOR}" for part in natural_key_head).encode()
 
 
-def uuid5_text(prefix: hashlib._Hash, last_part: object) -> str:
+def uuid5_text(prefix: bytes, last_part: object) -> str:
     """``str(origin_id(*head, last_part))`` for the ``head`` that ``prefix`` was built from."""
-    return uuid5_texts(prefix, [last_part])[0].decode()
+    return uuid5_texts(prefix, [str(last_part).encode()])[0].decode()
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -50,14 +51,12 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _DIGIT_AT = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 
 
-def uuid5_texts(prefix: hashlib._Hash, last_parts: Sequence[object]) -> list[bytes]:
-    """:func:`uuid5_text` of each of ``last_parts``, as ASCII bytes: the hashing per id, the formatting vectorised."""
-    digests = []
-    for part in last_parts:
-        digest = prefix.copy()
-        digest.update(str(part).encode())
-        digests.append(digest.digest()[:16])
-    raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 16).copy()
+def uuid5_texts(prefix: bytes, last_parts: Sequence[bytes]) -> list[bytes]:
+    """:func:`uuid5_text` of each of ``last_parts`` (``str(part).encode()``), as ASCII bytes: one SHA-1 per id,
+    the formatting vectorised."""
+    sha1 = hashlib.sha1
+    raw = np.frombuffer(b"".join([sha1(prefix + part).digest()[:16] for part in last_parts]), dtype=np.uint8)
+    raw = raw.reshape(-1, 16).copy()
     raw[:, 6] = raw[:, 6] & 0x0F | 0x50  # version 5
     raw[:, 8] = raw[:, 8] & 0x3F | 0x80  # RFC 4122 variant
     text = np.full((len(raw), 36), ord("-"), dtype=np.uint8)
@@ -95,9 +94,8 @@ def clean_bar_payloads(clean: CleanBars, *, source: str, ts_init: int) -> list[b
         _constant(batch.timeframe), b',"ts_open":%s,"open":%s,"high":%s,"low":%s,"close":%s,"volume":%s,"venue":',
         _constant(batch.venue), b"}",
     ))
-    ts_open = batch.ts_open[rows].tolist()
-    ids = uuid5_texts(prefix, ts_open)
     columns = [_json_items(column[rows].tolist()) for column in (batch.ts_close, batch.ts_open, batch.open, batch.high,
                                                                   batch.low, batch.close, batch.volume)]
+    ids = uuid5_texts(prefix, columns[1])  # orjson writes an int as str() does: the id's name part
     return [frame % (event_id, ts_close, event_id, *rest)
             for event_id, ts_close, *rest in zip(ids, *columns, strict=True)]

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from ata.marketdata.core.records import F64, I64
 
@@ -67,12 +68,38 @@ class RollingWindows:
     """
 
     def __init__(self, history: list[float], returns: list[float], window: int) -> None:
-        self.values: F64 = sliding_window_view(np.asarray(history + returns, dtype=np.float64), window)[: len(returns)]
-        n = window
+        self._all: F64 = np.asarray(history + returns, dtype=np.float64)
+        self._returns: F64 = self._all[len(history):]
+        self.window = window
+        self.values: F64 = sliding_window_view(self._all, window)[: len(returns)]
+
+    def medians(self, rows: I64) -> F64:
+        """The median of the window of each of ``rows`` (the per-record ``_median`` arithmetic)."""
+        n = self.window
         middle = [n // 2] if n % 2 else [n // 2 - 1, n // 2]
-        parted = np.partition(self.values, middle, axis=1)
-        self.median: F64 = parted[:, n // 2] if n % 2 else 0.5 * (parted[:, n // 2 - 1] + parted[:, n // 2])
+        parted = np.partition(self.values[rows], middle, axis=1)
+        median: F64 = parted[:, n // 2] if n % 2 else 0.5 * (parted[:, n // 2 - 1] + parted[:, n // 2])
+        return median
+
+    def beyond(self, threshold: float) -> tuple[list[int], list[float]]:
+        """Rows whose return lies more than ``threshold`` from their window's median, with those medians.
+
+        The exact median (a partition per row) is computed only for rows that the window's minimum
+        and maximum, found in O(rows) by running filters, cannot clear: the median lies in
+        ``[min, max]`` (for an even window ``0.5 * (a + b)`` of two members too, rounding being
+        monotonic), so ``r - min <= t`` and ``max - r <= t`` imply ``|r - median| <= t`` with the
+        same rounded subtractions.
+        """
+        n, count = self.window, len(self._returns)
+        low = minimum_filter1d(self._all, n, origin=-(n // 2))[:count]
+        high = maximum_filter1d(self._all, n, origin=-(n // 2))[:count]
+        returns = self._returns
+        maybe = np.flatnonzero((returns - low > threshold) | (high - returns > threshold))
+        if not len(maybe):
+            return [], []
+        medians = self.medians(maybe)
+        hit = np.abs(returns[maybe] - medians) > threshold
+        return maybe[hit].tolist(), medians[hit].tolist()
 
     def sorted_window(self, i: int) -> list[float]:
         return np.sort(self.values[i]).tolist()  # type: ignore[no-any-return]
-

@@ -319,8 +319,8 @@ class IntegrityChecker:
         if clean:
             windows = RollingWindows(list(state.returns), returns, cfg.spike_window_bars)
             threshold = cfg.spike_robust_z_threshold * cfg.spike_min_scale
-            for i in np.flatnonzero(np.abs(np.asarray(returns) - windows.median) > threshold).tolist():
-                if self._robust_z_if_extreme(returns[i], float(windows.median[i]), windows.sorted_window(i)) is not None:
+            for i, median in zip(*windows.beyond(threshold), strict=True):
+                if self._robust_z_if_extreme(returns[i], median, windows.sorted_window(i)) is not None:
                     clean = i
                     break
         if clean:
@@ -335,11 +335,17 @@ class IntegrityChecker:
         limit = cfg.duplicate_memory_bars
         recent = rows[-limit:]
         columns = (batch.open[recent], batch.high[recent], batch.low[recent], batch.close[recent], batch.volume[recent])
-        for ts, values in zip(batch.ts_open[recent].tolist(), zip(*(c.tolist() for c in columns), strict=True), strict=True):
-            state.occurrences[ts] = 1  # every ts is new: all earlier ones are <= last_ts_open
-            if len(state.occurrences) > limit:
-                del state.occurrences[next(iter(state.occurrences))]
-            _put_bounded(state.seen, ts, values, limit)
+        stamps = batch.ts_open[recent].tolist()
+        seen = zip(stamps, zip(*(c.tolist() for c in columns), strict=True), strict=True)
+        if len(stamps) == limit:  # every remembered bar is pushed out: the memories are exactly these bars
+            state.occurrences = dict.fromkeys(stamps, 1)
+            state.seen = OrderedDict(seen)
+        else:
+            for ts, values in seen:
+                state.occurrences[ts] = 1  # every ts is new: all earlier ones are <= last_ts_open
+                if len(state.occurrences) > limit:
+                    del state.occurrences[next(iter(state.occurrences))]
+                _put_bounded(state.seen, ts, values, limit)
         last = int(rows[-1])
         state.last_ts_open = int(batch.ts_open[last])
         state.last_ts_close = int(batch.ts_close[last])
