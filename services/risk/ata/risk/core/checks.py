@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ata.events import DenialReason, TradingState
 from ata.risk.core.limits import Limits
@@ -28,7 +28,11 @@ class Denial:
 
 @dataclass(slots=True)
 class OrderCheck:
-    """One proposed order and everything the checks compare it with."""
+    """One proposed order and everything the checks compare it with.
+
+    The last four fields derive from the others when the check is made (several checks read
+    each of them; none of the inputs changes while the checks run).
+    """
 
     symbol: str
     quantity: float
@@ -49,23 +53,17 @@ class OrderCheck:
     cluster: str
     cluster_other_gross: float
     bucket: TokenBucket
+    new_position: float = field(init=False)  # position + quantity
+    reducing: bool = field(init=False)  # the order shrinks the position without crossing zero
+    notional: float = field(init=False)  # |quantity| at the last price
+    gross_after: float = field(init=False)  # gross exposure once the order fills at the last price
 
-    @property
-    def new_position(self) -> float:
-        return self.position + self.quantity
-
-    @property
-    def reducing(self) -> bool:
-        """True when the order shrinks the position without crossing zero."""
-        new = self.new_position
-        return abs(new) < abs(self.position) and (new == 0 or (new > 0) == (self.position > 0))
-
-    @property
-    def notional(self) -> float:
-        return abs(self.quantity) * self.last_price
-
-    def gross_after(self) -> float:
-        return self.gross + (abs(self.new_position) - abs(self.position)) * self.last_price
+    def __post_init__(self) -> None:
+        position = self.position
+        new = self.new_position = position + self.quantity
+        self.reducing = abs(new) < abs(position) and (new == 0 or (new > 0) == (position > 0))
+        self.notional = abs(self.quantity) * self.last_price
+        self.gross_after = self.gross + (abs(new) - abs(position)) * self.last_price
 
 
 Check = Callable[[OrderCheck], Denial | None]
@@ -154,7 +152,7 @@ def position_limit(o: OrderCheck) -> Denial | None:
 
 
 def gross_exposure(o: OrderCheck) -> Denial | None:
-    after = o.gross_after()
+    after = o.gross_after
     if after > o.limits.max_gross_exposure and after > o.gross:
         return Denial(DenialReason.GROSS_EXPOSURE, f"gross exposure {after:.2f} > {o.limits.max_gross_exposure}")
     return None
@@ -168,7 +166,7 @@ def net_exposure(o: OrderCheck) -> Denial | None:
 
 
 def leverage(o: OrderCheck) -> Denial | None:
-    after = o.gross_after()
+    after = o.gross_after
     if after > o.gross and (o.equity <= 0 or after / o.equity > o.limits.max_leverage):
         ratio = math.inf if o.equity <= 0 else after / o.equity
         return Denial(DenialReason.LEVERAGE, f"leverage {ratio:.2f} > {o.limits.max_leverage}")
