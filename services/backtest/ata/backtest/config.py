@@ -40,22 +40,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ata.execution.config import ExecutionSettings
+
 StageName = Literal["regime", "sentiment", "strategy", "oversight", "risk", "execution"]
 #: Pipeline order (also the order handlers subscribe, which fixes delivery order per message).
 STAGE_ORDER: tuple[StageName, ...] = ("execution", "regime", "sentiment", "strategy", "oversight", "risk")
 DEFAULT_STAGES: tuple[StageName, ...] = ("regime", "sentiment", "strategy", "oversight", "risk", "execution")
 
 
+def _live(field: str) -> Any:
+    """The execution service's default of ``ATA_EXECUTION_<FIELD>``: a backtest trades like paper trading unless told
+    otherwise (a default of its own would break backtest/live parity without anyone noticing)."""
+    return ExecutionSettings.model_fields[field].default
+
+
 class ExecutionConfig(BaseModel):
-    """The simulated broker of the backtest (same models as execution's ``ATA_EXECUTION_SIM_*``)."""
+    """The simulated broker of the backtest (execution's ``ATA_EXECUTION_SIM_*`` settings and defaults)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    slippage: Literal["fixed_bps", "half_spread", "sqrt_impact"] = "fixed_bps"
-    slippage_bps: float = Field(0.0, ge=0)
-    fee_bps: float = Field(0.0, ge=0)
-    latency_ms: float = Field(0.0, ge=0)
-    participation: float = Field(1.0, gt=0, le=1)
+    slippage: Literal["fixed_bps", "half_spread", "sqrt_impact"] = _live("sim_slippage")
+    slippage_bps: float = Field(_live("sim_slippage_bps"), ge=0)
+    fee_bps: float = Field(_live("sim_fee_bps"), ge=0)
+    latency_ms: float = Field(_live("sim_latency_ms"), ge=0)
+    participation: float = Field(_live("sim_participation"), gt=0, le=1)
 
 
 class BacktestConfig(BaseModel):
