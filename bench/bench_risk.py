@@ -1,7 +1,7 @@
 """Risk core throughput: orders checked per second through the pure engine (no I/O).
 
 ``risk.orders_checked`` works on 10 symbols, all held, with 60 minute bars of history. Each timed
-block covers one order (or target) per symbol and is timed on two clocks: the goal is on the CPU
+block covers one order (or target) per symbol and is timed on two clocks (fills: CPU only): the goal is on the CPU
 time of this process (``time.process_time``), which a busy machine disturbs less; wall-clock time
 (``time.perf_counter``) is reported beside it, with the load average before and after and a
 fixed Python reference workload timed in the same run, to compare runs on differently loaded hosts.
@@ -9,7 +9,9 @@ fixed Python reference workload timed in the same run, to compare runs on differ
 - *orders checked*: the goal. Proposed orders of random size and side go through
   ``RiskEngine.check_order``: the order-check inputs are gathered from the live book, every
   pre-trade check runs, and the decision comes out as a ``SubmitOrder`` (booked in flight) or an
-  ``OrderDenied``. Approved orders are then filled, untimed, so the book stays realistic.
+  ``OrderDenied``, the very events the service publishes, built the way it builds them. Quantities
+  are whole-lot floats, as sizing makes them. Approved orders are then filled, untimed, so the book
+  stays realistic (up to ten orders are in flight while a round is checked).
 - *targets sized, checked, decided*: the whole path of a target through ``RiskEngine.handle``
   (sizing, checks, decision), with the fills of approved orders booked and timed separately.
 - *pre-trade checks only*: ``run_checks`` on one prepared order (no inputs gathered, no event).
