@@ -141,6 +141,24 @@ async def test_same_key_lands_on_same_partition_from_aiokafka_confluent_and_in_m
     assert from_memory == from_aiokafka
 
 
+async def test_bulk_producer_default_delivery_callback_reports_every_record(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("bulkreports")
+    bar_registry(kafka_bootstrap, topic)
+    reports: list[tuple[object, str, bytes]] = []
+
+    def delivered(err: object, msg: object) -> None:
+        reports.append((err, msg.topic(), msg.key()))  # type: ignore[attr-defined]
+
+    producer = bulk_producer(kafka_bootstrap, on_delivery=delivered)
+    for n in range(5):
+        producer.produce(topic, encode(bar("AAPL", n)), key=f"K{n}".encode())  # no per-call callback
+    assert producer.flush(30) == 0, "confluent producer did not deliver within 30 s"
+    assert sorted(reports, key=lambda r: r[2]) == [(None, topic, f"K{n}".encode()) for n in range(5)]  # partitions in any order
+    assert sorted(m.key for m in await read_topic(kafka_bootstrap, topic)) == [f"K{n}".encode() for n in range(5)]
+
+
 # -- commits, restarts, redelivery -----------------------------------------------------------------
 
 
