@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ata.events import (
 )
 from ata.marketdata.config import MarketDataSettings
 from ata.marketdata.core import BadRecord, IntegrityChecker, RawBar, RawQuote, RegimeObservation, SessionCalendar
-from ata.marketdata.service import MarketDataService, Pacer
+from ata.marketdata.service import BulkPublisher, MarketDataService, Pacer, PublishError
 from ata.marketdata.sources import FileReplay
 from ata.marketdata.testing import KEY, MIN, SECRET, T0, FakeAlpaca, consume, run_to_end, start_fake
 from ata.marketdata.wire import wire_bytes
@@ -192,6 +193,20 @@ def test_bulk_wire_bytes_equal_the_codec() -> None:
     for message in messages:
         assert wire_bytes(message) == encode(message)
         assert decode(wire_bytes(message)) == message
+
+
+async def test_bulk_publisher_raises_when_records_are_not_acknowledged() -> None:
+    """Failures come only through the producer's default callback: nothing delivered must not pass as published."""
+    with socket.socket() as probe:  # a port nobody listens on: every record times out undelivered
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bulk = BulkPublisher(f"127.0.0.1:{port}", "md-test-bulk", lambda _m: ("market.bars.v1", "AAA"), "marketdata",
+                         message_timeout_ms=300)
+    bulk.produce_payloads("market.bars.v1", "AAA", [b"{}"] * 3)
+    assert bulk.produced == 3
+    with pytest.raises(PublishError, match="timed out"):
+        await bulk.flush()
+    await bulk.close()
 
 
 async def test_paced_replay_reports_a_stale_feed_on_the_replay_clock(
