@@ -122,7 +122,7 @@ class JournalService(Service):
             fetched: dict[TopicPartition, list[ConsumerRecord]] = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
             if not fetched:
                 continue
-            records, positions = self._convert(fetched)
+            records, positions = self.convert(fetched)
             await self._persist(consumer, records, positions)
             await self._commit(consumer, positions)
 
@@ -136,7 +136,8 @@ class JournalService(Service):
         self._mark(True, "journal store opened")
 
     @staticmethod
-    def _convert(fetched: dict[TopicPartition, list[ConsumerRecord]]) -> tuple[list[JournalRecord], dict[TopicPartition, int]]:
+    def convert(fetched: dict[TopicPartition, list[ConsumerRecord]]) -> tuple[list[JournalRecord], dict[TopicPartition, int]]:
+        """A fetch (``getmany``'s answer) as journal records, and the next offset to commit per partition."""
         records = [
             to_record(r.topic, r.partition, r.offset, r.key, r.value, from_kafka_headers(r.headers),
                       r.timestamp if r.timestamp is not None else -1)
@@ -164,7 +165,7 @@ class JournalService(Service):
                 # partitions are not paused yet and their records join the pending batch.
                 more = await consumer.getmany(timeout_ms=int(self._backoff.ceiling(attempt) * 1000))
                 if more:
-                    extra, extra_positions = self._convert(more)
+                    extra, extra_positions = self.convert(more)
                     records = records + extra
                     positions.update(extra_positions)
                 attempt += 1

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 
 from ata.events import Message
-from ata.journal.core.fold import StateFolder, consumed_types
-from ata.journal.store import EventFilter, JournalStore, Snapshot
+from ata.journal.core.fold import ORDER_TYPES, StateFolder, consumed_types
+from ata.journal.store import JournalStore, Snapshot
 from ata.risk.config import RiskSettings
 from ata.risk.service import SUBSCRIPTIONS as RISK_SUBSCRIPTIONS
 from ata.runtime.codec import CodecError, decode
@@ -29,12 +29,21 @@ def risk_types() -> tuple[type[Message], ...]:
     return consumed_types(RISK_SUBSCRIPTIONS)
 
 
+@functools.cache
+def folded_type_names() -> tuple[str, ...]:
+    """``event_type`` of every message :class:`StateFolder` applies (risk's inputs and the order messages)."""
+    return tuple(sorted({t.__name__ for t in (*risk_types(), *ORDER_TYPES)}))
+
+
 def rebuild(store: JournalStore, risk_settings: RiskSettings | None = None, *, until_seq: int | None = None,
             from_snapshot: bool = True, progress: Callable[[int], None] | None = None) -> StateFolder:
     """State after journal sequence ``until_seq`` (default: everything): latest snapshot + tail, or a full fold.
 
-    ``progress`` is called with the number of tail events folded so far, every 10,000 events.
-    Records that do not decode (undecodable or unknown types) are skipped; ``folded`` counts the rest.
+    Only the events the folder applies are read (:func:`folded_type_names`, selected by the database),
+    and of those only ``seq`` and the payload; afterwards the folder stands at ``until_seq`` (or the last
+    sequence number stored when the fold began), skipped events included. ``progress`` is called with
+    the number of tail events folded so far, every 10,000 events. Records that do not decode (invalid
+    for their type) are skipped as the services' consumers skip them; ``folded`` counts the rest.
     """
     settings = risk_settings or load_settings(RiskSettings)
     snapshot = store.latest_snapshot(SNAPSHOT_SERVICE, at_or_before_seq=until_seq) if from_snapshot else None
@@ -42,14 +51,18 @@ def rebuild(store: JournalStore, risk_settings: RiskSettings | None = None, *, u
         folder = StateFolder(settings, risk_types())
     else:
         folder = StateFolder.restore(settings, risk_types(), snapshot.state, seq=snapshot.seq, ts_ns=snapshot.ts_ns)
-    for count, event in enumerate(store.events(EventFilter(after_seq=folder.seq, until_seq=until_seq)), start=1):
+    last = store.last_seq()
+    end = last if until_seq is None else min(until_seq, last)
+    apply = folder.apply
+    for count, (seq, payload) in enumerate(store.payloads(folder.seq, end, folded_type_names()), start=1):
         try:
-            message = decode(event.payload_bytes())
+            message = decode(payload.encode())
         except CodecError:
             continue
-        folder.apply(event.seq, message)
+        apply(seq, message)
         if progress is not None and count % 10_000 == 0:
             progress(count)
+    folder.seq = max(folder.seq, end)
     return folder
 
 

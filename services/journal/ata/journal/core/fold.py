@@ -18,6 +18,7 @@ key) it is the order risk handled the messages in.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,9 +67,10 @@ def consumed_types(topics: Iterable[str]) -> tuple[type[Message], ...]:
 
 
 def order_view(order: TrackedOrder) -> dict[str, Any]:
-    """The rebuildable part of an order (:data:`ORDER_FIELDS`) as plain JSON values."""
-    data = order.snapshot()
-    return {name: data[name] for name in ORDER_FIELDS}
+    """The rebuildable part of an order (:data:`ORDER_FIELDS`) as plain JSON values (ids as text; the enums
+    are string enums). Read from the order itself, not its snapshot, which may leave default values out."""
+    view = {name: getattr(order, name) for name in ORDER_FIELDS}
+    return {name: str(value) if isinstance(value, uuid.UUID) else value for name, value in view.items()}
 
 
 def _zero_clock() -> int:

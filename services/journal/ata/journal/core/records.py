@@ -76,20 +76,12 @@ def position_id(topic: str, partition: int, offset: int) -> str:
     return str(origin_id("journal-undecodable", topic, partition, offset))
 
 
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int_or(value: object, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _event_id(value: object) -> str | None:
     """``value`` as a canonical UUID string, or None when it is not one."""
-    if not isinstance(value, str):
+    if type(value) is not str:
         return None
     if _CANONICAL_UUID.fullmatch(value):
         return value  # what every platform producer writes; parsing it again costs more than the insert
@@ -99,9 +91,22 @@ def _event_id(value: object) -> str | None:
         return None
 
 
+def _undecodable(topic: str, partition: int, offset: int, key: str | None, raw: bytes,  # noqa: PLR0917
+                 headers: str, timestamp_ms: int) -> JournalRecord:
+    ts = max(timestamp_ms, 0) * 1_000_000
+    payload = orjson.dumps({"raw_b64": base64.b64encode(raw).decode("ascii")}).decode()
+    return JournalRecord(position_id(topic, partition, offset), topic, partition, offset, key, UNDECODABLE, ts, ts,
+                         None, None, None, headers, payload)
+
+
 def to_record(topic: str, partition: int, offset: int, key: bytes | str | None, value: bytes | None,  # noqa: PLR0917
               headers: Mapping[str, str], timestamp_ms: int = -1) -> JournalRecord:
-    """The journal row for one consumed record (see the module contract)."""
+    """The journal row for one consumed record (see the module contract).
+
+    Runs once per consumed record, so it reads the parsed object with exact type checks
+    (``type(x) is int`` also refuses ``bool``, as the contract wants) and builds the tuple
+    positionally; an origin event's ``correlation_id`` equals its ``event_id`` and is not parsed twice.
+    """
     key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     raw = value or b""
     headers_text = orjson.dumps(headers if type(headers) is dict else dict(headers)).decode() if headers else "{}"
@@ -109,27 +114,28 @@ def to_record(topic: str, partition: int, offset: int, key: bytes | str | None, 
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         data = None
-    event_id = _event_id(data.get("event_id")) if isinstance(data, dict) else None
-    if not isinstance(data, dict) or event_id is None:
-        ts = max(timestamp_ms, 0) * 1_000_000
-        payload = orjson.dumps({"raw_b64": base64.b64encode(raw).decode("ascii")}).decode()
-        return JournalRecord(position_id(topic, partition, offset), topic, partition, offset, key_text, UNDECODABLE, ts, ts,
-                             None, None, None, headers_text, payload)
-    ts_event = _int_or(data.get("ts_event"), max(timestamp_ms, 0) * 1_000_000)
+    event_id = _event_id(data.get("event_id")) if type(data) is dict else None
+    if data is None or event_id is None:
+        return _undecodable(topic, partition, offset, key_text, raw, headers_text, timestamp_ms)
+    get = data.get
+    ts_event = get("ts_event")
+    if type(ts_event) is not int:
+        ts_event = max(timestamp_ms, 0) * 1_000_000
+    ts_init = get("ts_init")
+    event_type = get("event_type")
+    symbol = get("symbol")
+    correlation = get("correlation_id")
+    causation = get("causation_id")
     return JournalRecord(
-        event_id=event_id,
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        key=key_text,
-        event_type=_str_or_none(data.get("event_type")) or UNDECODABLE,
-        ts_event=ts_event,
-        ts_init=_int_or(data.get("ts_init"), ts_event),
-        correlation_id=_event_id(data.get("correlation_id")),
-        causation_id=_event_id(data.get("causation_id")),
-        symbol=_str_or_none(data.get("symbol")),
-        headers=headers_text,
-        payload=raw.decode("utf-8", "replace"),
+        event_id, topic, partition, offset, key_text,
+        event_type if type(event_type) is str and event_type else UNDECODABLE,
+        ts_event,
+        ts_init if type(ts_init) is int else ts_event,
+        event_id if correlation == event_id else _event_id(correlation),
+        None if causation is None else _event_id(causation),
+        symbol if type(symbol) is str else None,
+        headers_text,
+        raw.decode(),  # orjson accepted it, so it is valid UTF-8: the text is the published bytes exactly
     )
 
 

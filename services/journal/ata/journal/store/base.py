@@ -54,9 +54,9 @@ class SchemaVersionError(StoreUnavailableError):
     """The journal's tables were written by a version with another layout; the message says what to do."""
 
 
-#: Version 1: ids as text on SQLite (no version table). Version 2: ids as 16-byte BLOBs on SQLite, written in
-#: id order with explicit sequence numbers, and no Kafka-position index; PostgreSQL's columns are unchanged
-#: (native UUID), so it opens version 1 journals (an old position index there is merely unused).
+#: Version 1: ids as text on SQLite (no version table). Version 2: ids as 16-byte BLOBs on SQLite and no
+#: Kafka-position index; PostgreSQL's columns are unchanged (native UUID), so it opens version 1 journals
+#: (an old position index there is merely unused).
 SCHEMA_VERSION = 2
 
 
@@ -262,13 +262,25 @@ class JournalStore(ABC):
     def events(self, flt: EventFilter | None = None, *, chunk: int = READ_CHUNK) -> Iterator[StoredEvent]:
         """Matching events in ``seq`` order, streamed in chunks (keyset pagination on ``seq``)."""
         flt = flt or EventFilter()
+        row_event = self._row_event
+        for row in self._paged(f"seq, {column_list()}", flt, chunk):
+            yield row_event(row)
+
+    def payloads(self, after_seq: int, until_seq: int, event_types: Sequence[str], *,
+                 chunk: int = READ_CHUNK) -> Iterator[tuple[int, str]]:
+        """``(seq, payload)`` of the events of ``event_types`` with ``after_seq < seq <= until_seq``, in ``seq``
+        order: what folding state needs and nothing else (no ids, headers or Kafka positions to convert)."""
+        yield from self._paged("seq, payload", EventFilter(event_types=tuple(event_types), after_seq=after_seq,
+                                                           until_seq=until_seq), chunk)
+
+    def _paged(self, columns: str, flt: EventFilter, chunk: int) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``columns`` (the first being ``seq``) of the events ``flt`` matches, ``chunk`` per query."""
         after = flt.after_seq
         while True:
             where, params = self._where(flt, after)
             rows = self._fetch(
-                f"SELECT seq, {column_list()} FROM {self.events_table} WHERE {where} ORDER BY seq LIMIT {int(chunk)}", params)
-            for row in rows:
-                yield self._row_event(row)
+                f"SELECT {columns} FROM {self.events_table} WHERE {where} ORDER BY seq LIMIT {int(chunk)}", params)
+            yield from rows
             if len(rows) < chunk:
                 return
             after = int(rows[-1][0])
