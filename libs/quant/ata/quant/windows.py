@@ -1,0 +1,132 @@
+"""Sliding-window mean and variance for per-bar hot paths (the regime detector, strategies).
+
+:class:`SlidingMoments` is the single-series core of the streaming ``Sma`` /
+``RollingStd`` / ``ZScore`` of :mod:`ata.quant.indicators` (sliding Welford updates,
+exact zeros on constant windows, a two-pass resync every ``window`` full updates),
+with the same operations in the same order, so every value is bit-for-bit the one
+those indicators give. It drops what they carry for two-series use (a second series,
+co-moments) and their per-call validation; callers check their inputs once per bar
+instead (values must be finite). Its snapshots are those of the indicators, so callers'
+snapshots stay interchangeable with the indicator-based format.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+#: Indicator kinds a window snapshots as; ``RollingStd`` and ``ZScore`` carry a ``ddof``.
+_DDOF_KINDS = frozenset({"RollingStd", "ZScore"})
+
+
+class SlidingMoments:
+    """Mean and spread of the last ``window`` values pushed (see the module docstring)."""
+
+    __slots__ = ("m2", "mean", "run", "since_sync", "window", "xs")
+
+    def __init__(self, window: int) -> None:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be an integer >= 1, got {window!r}")
+        self.window = window
+        self.xs: deque[float] = deque(maxlen=window)
+        self.mean = 0.0
+        self.m2 = 0.0  # sum of squared deviations from the mean
+        self.run = 0  # trailing identical values: a constant window has exactly zero spread
+        self.since_sync = 0
+
+    def push(self, x: float) -> float:
+        """Add ``x`` (evicting the oldest value of a full window); return the window mean, NaN until full."""
+        xs = self.xs
+        window = self.window
+        n = len(xs)
+        run = self.run + 1 if n and xs[-1] == x else 1
+        mean = self.mean
+        m2 = self.m2
+        if n == window:
+            old = xs[0]
+            n -= 1
+            if n == 0:
+                mean = m2 = 0.0
+            else:
+                reduced = mean - (old - mean) / n
+                m2 -= (old - reduced) * (old - mean)
+                mean = reduced
+        xs.append(x)
+        n += 1
+        dx = x - mean
+        mean += dx / n
+        m2 += dx * (x - mean)
+        if run >= n:
+            mean, m2 = x, 0.0
+        self.run, self.mean, self.m2 = run, mean, m2
+        if n != window:
+            return math.nan
+        since = self.since_sync + 1
+        if since < window:
+            self.since_sync = since
+            return mean
+        self._resync()
+        return self.mean
+
+    def _resync(self) -> None:
+        """Two-pass recomputation from the buffer, discarding accumulated rounding error."""
+        xs = self.xs
+        self.mean = mean = math.fsum(xs) / len(xs)
+        self.m2 = math.fsum((v - mean) * (v - mean) for v in xs)
+        self.since_sync = 0
+
+    def std(self) -> float:
+        """Sample standard deviation (ddof 1) of a full window, 0 exactly when it is constant; NaN until full."""
+        n = len(self.xs)
+        if n != self.window:
+            return math.nan
+        if self.run >= n:
+            return 0.0
+        return math.sqrt(max(self.m2, 0.0) / (n - 1))
+
+    def zscore(self) -> float:
+        """``(latest - mean) / std`` of a full window; NaN until full and where the std is 0."""
+        std = self.std()
+        if not std > 0.0:
+            return math.nan
+        return (self.xs[-1] - self.mean) / std
+
+    # -- persistence: the snapshot format of the streaming indicators ---------------------
+    def snapshot(self, kind: str) -> dict[str, Any]:
+        """State as the indicator ``kind`` (``Sma``, ``RollingStd`` or ``ZScore``) would snapshot it."""
+        xs = list(self.xs)
+        moments = {
+            "kind": "_Moments",
+            "version": 1,
+            "window": self.window,
+            "xs": xs,
+            "ys": list(xs),
+            "mean_x": self.mean,
+            "mean_y": self.mean,
+            "cxx": self.m2,
+            "cyy": self.m2,
+            "cxy": self.m2,
+            "run_x": self.run,
+            "run_y": self.run,
+            "since_sync": self.since_sync,
+        }
+        state: dict[str, Any] = {"kind": kind, "version": 1}
+        if kind in _DDOF_KINDS:
+            state["ddof"] = 1
+        state["_m"] = moments
+        return state
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> SlidingMoments:
+        """Rebuild from :meth:`snapshot` output (or an ``Sma``/``RollingStd``/``ZScore`` snapshot)."""
+        if state.get("version") != 1 or state.get("kind") not in _DDOF_KINDS | {"Sma"} or state.get("ddof", 1) != 1:
+            raise ValueError(f"not a single-series window snapshot: kind={state.get('kind')!r}")
+        m = state["_m"]
+        moments = cls(int(m["window"]))
+        moments.xs.extend(float(x) for x in m["xs"])
+        moments.mean = float(m["mean_x"])
+        moments.m2 = float(m["cxx"])
+        moments.run = int(m["run_x"])
+        moments.since_sync = int(m["since_sync"])
+        return moments
