@@ -354,9 +354,8 @@ class IntegrityChecker:
         state.stale = False
         state.last_clean_close = float(batch.close[last])
         state.consecutive_spikes = 0
-        state.returns.extend(returns)
-        for _ in range(len(state.returns) - cfg.spike_window_bars):
-            state.returns.popleft()
+        window = cfg.spike_window_bars  # the window keeps the last `window` returns of the old ones and the run's
+        state.returns = deque(returns[-window:] if len(returns) >= window else [*state.returns, *returns][-window:])
         state.sorted_returns = sorted(state.returns)
         outcomes = state.breaker.outcomes
         outcomes.extend([False] * min(len(rows), state.breaker.window_bars))
