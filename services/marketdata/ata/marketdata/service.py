@@ -10,7 +10,8 @@ Historical sources (files, datasets, synthetic) are paced by ``speed_factor`` (0
 possible) or, with ``lockstep_groups``, by the pipeline itself (a bar time is published once the
 listed consumer groups have handled everything before it; see :mod:`ata.runtime.quiescence`)
 and, with ``bulk_publish``, published by the confluent bulk producer, flushed (every
-record acknowledged) after each chunk; live sources (Alpaca) are published record by record
+record acknowledged) after each chunk (the batch path of as-fast-as-possible replay: once, at the
+end, with failures raised as they are reported); live sources (Alpaca) are published record by record
 through the runtime bus. When a historical source is exhausted the service stays up and
 reports ``source_finished`` in heartbeats and metrics. Stale-feed checks run every
 ``stale_check_interval_ms`` in event time (the replay clock for paced replay, the wall clock
@@ -67,8 +68,8 @@ from ata.runtime.service import Service, run_service
 
 #: Records pulled from a historical source per scheduling slice (the loop yields in between).
 CHUNK_RECORDS = 5000
-#: Rows per columnar batch on the batch path (as-fast-as-possible replay); a flush (every record acknowledged)
-#: follows each batch, so this bounds both the memory held and the records at risk in one unacknowledged window.
+#: Rows per columnar batch on the batch path (as-fast-as-possible replay): bounds the columns and outputs held at
+#: once (the producer's queue bounds what is unacknowledged; see ``BULK_PRODUCER_SETTINGS``).
 BATCH_ROWS = 100_000
 #: Longest a bulk flush may take before the publish is considered failed.
 FLUSH_TIMEOUT_S = 30.0
