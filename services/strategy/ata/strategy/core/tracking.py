@@ -19,21 +19,23 @@ class EwStats:
     ``sharpe(periods_per_year)`` is ``mean / std * sqrt(periods_per_year)``; NaN when the std is 0.
     """
 
-    __slots__ = ("alpha", "count", "mean", "var")
+    __slots__ = ("_keep", "alpha", "count", "mean", "var")
 
     def __init__(self, alpha: float) -> None:
         self.alpha = alpha
+        self._keep = 1.0 - alpha
         self.count = 0
         self.mean = 0.0
         self.var = 0.0
 
     def update(self, x: float) -> None:
-        if self.count == 0:
-            self.mean = x
-        else:
+        if self.count:
+            alpha = self.alpha
             delta = x - self.mean
-            self.mean += self.alpha * delta
-            self.var = (1.0 - self.alpha) * (self.var + self.alpha * delta * delta)
+            self.mean += alpha * delta
+            self.var = self._keep * (self.var + alpha * delta * delta)
+        else:
+            self.mean = x
         self.count += 1
 
     @property
@@ -41,7 +43,7 @@ class EwStats:
         return math.sqrt(self.var)
 
     def sharpe(self, periods_per_year: float) -> float:
-        std = self.std
+        std = math.sqrt(self.var)
         return self.mean / std * math.sqrt(periods_per_year) if std > 0.0 else math.nan
 
     def snapshot(self) -> list[float]:

@@ -30,9 +30,12 @@ class RegimeAdaptive:
         self.volatile.signal_name = self.signal_name
 
     def update(self, bar: Bar, context: MarketContext) -> Signal | None:
-        quiet = self.quiet.update(bar, context)
-        volatile = self.volatile.update(bar, context)
-        return volatile if is_volatile(context.regime) else quiet
+        quiet = self.quiet.step(bar, context)
+        volatile = self.volatile.step(bar, context)
+        # Only the signal in force is built.
+        if context.regime in VOLATILE_REGIMES:
+            return None if volatile is None else self.volatile.signal_of(volatile)
+        return None if quiet is None else self.quiet.signal_of(quiet)
 
     def snapshot(self) -> dict[str, Any]:
         return {"adaptive": True, "quiet": self.quiet.snapshot(), "volatile": self.volatile.snapshot()}

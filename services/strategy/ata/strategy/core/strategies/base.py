@@ -3,11 +3,15 @@
 Contract
 --------
 - One instance follows one symbol. ``update(bar, context)`` consumes the bar that just closed
-  and returns that bar's :class:`Signal`, or ``None`` while the strategy is warming up.
+  and returns that bar's :class:`Signal`, or ``None`` while the strategy is warming up. It is
+  ``step`` (advance the state, return the raw strength) followed by ``signal_of`` (clip it and
+  build the signal), so a caller that discards a signal can skip building it.
+- Bars carry positive finite prices, as ``BarClosed`` guarantees; strategies do not check
+  them again per bar.
 - No look-ahead: the signal of bar ``t`` depends only on bars ``0..t`` and on the context
   known at ``t`` (regime as of the previous bar, sentiment published up to the bar's close).
 - ``strength`` is in [-1, 1]; ``direction`` is its sign (0 for a flat signal); ``horizon_bars``
-  is how many bars the view is meant to hold.
+  is how many bars the view is meant to hold (a function of the parameters only).
 - State goes through :meth:`Strategy.snapshot` / :meth:`Strategy.restore`: a restored
   strategy continues bit-for-bit like the original.
 - Parameters are a frozen dataclass (:class:`StrategyParams`) that validates itself, names
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from ata.quant.indicators import StreamingIndicator
+from ata.quant.windows import SlidingMoments
 
 __all__ = ["Bar", "MarketContext", "Signal", "Strategy", "StrategyParams", "clip_unit"]
 
@@ -108,13 +113,16 @@ class Strategy(ABC):
     """Base class of strategies (see the module contract).
 
     Subclasses set ``name``, ``description``, ``params_type``; list indicator attributes in
-    ``_indicators`` and plain JSON-serialisable state attributes in ``_state``.
+    ``_indicators``, :class:`SlidingMoments` attributes in ``_windows`` (with the indicator kind
+    they snapshot as: ``Sma``, ``RollingStd`` or ``ZScore``, the format of earlier snapshots) and
+    plain JSON-serialisable state attributes in ``_state``.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     params_type: ClassVar[type[StrategyParams]]
     _indicators: ClassVar[tuple[str, ...]] = ()
+    _windows: ClassVar[dict[str, str]] = {}
     _state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: StrategyParams | None = None) -> None:
@@ -124,14 +132,33 @@ class Strategy(ABC):
             raise TypeError(f"{self.name} takes {self.params_type.__name__}, got {type(params).__name__}")
         self.params = params
         self.signal_name = self.name
+        self.horizon_bars = max(1, int(self._horizon()))
+        # The last signal built: handed out again while the strength does not change (a held
+        # breakout position, a capped exposure, a flat band), which saves building one per bar.
+        self._last_signal: Signal | None = None
 
     @abstractmethod
+    def _horizon(self) -> int:
+        """The signal horizon in bars, from ``self.params``."""
+
+    @abstractmethod
+    def step(self, bar: Bar, context: MarketContext) -> float | None:
+        """Advance the state by the bar that just closed; its raw (unclipped) strength, ``None``
+        during warm-up."""
+
     def update(self, bar: Bar, context: MarketContext) -> Signal | None:
         """The signal of the bar that just closed, or ``None`` during warm-up."""
+        strength = self.step(bar, context)
+        return None if strength is None else self.signal_of(strength)
 
-    def _signal(self, strength: float, horizon_bars: int) -> Signal:
+    def signal_of(self, strength: float) -> Signal:
+        """The signal of a raw strength (clipped to [-1, 1])."""
         s = clip_unit(strength) + 0.0  # + 0.0 turns -0.0 into 0.0
-        return Signal(self.signal_name, (s > 0.0) - (s < 0.0), s, max(1, int(horizon_bars)))
+        last = self._last_signal
+        if last is not None and last.strength == s and last.strategy == self.signal_name:
+            return last
+        last = self._last_signal = Signal(self.signal_name, (s > 0.0) - (s < 0.0), s, self.horizon_bars)
+        return last
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state, restorable with :meth:`restore`."""
@@ -139,7 +166,8 @@ class Strategy(ABC):
             "strategy": self.name,
             "signal_name": self.signal_name,
             "params": self.params.to_dict(),
-            "indicators": {n: getattr(self, n).snapshot() for n in self._indicators},
+            "indicators": {**{n: getattr(self, n).snapshot() for n in self._indicators},
+                           **{n: getattr(self, n).snapshot(kind) for n, kind in self._windows.items()}},
             "state": {n: _to_json(getattr(self, n)) for n in self._state},
         }
 
@@ -152,6 +180,8 @@ class Strategy(ABC):
         for n in cls._indicators:
             indicator: StreamingIndicator = getattr(obj, n)
             setattr(obj, n, type(indicator).restore(state["indicators"][n]))
+        for n in cls._windows:
+            setattr(obj, n, SlidingMoments.restore(state["indicators"][n]))
         for n in cls._state:
             setattr(obj, n, _from_json(getattr(obj, n), state["state"][n]))
         return obj

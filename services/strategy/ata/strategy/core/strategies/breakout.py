@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ata.quant.indicators import Donchian
-from ata.strategy.core.strategies.base import Bar, MarketContext, Signal, Strategy, StrategyParams
+from ata.strategy.core.strategies.base import Bar, MarketContext, Strategy, StrategyParams
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,16 @@ class DonchianBreakout(Strategy):
         self._lower = math.nan
         self._position = 0
 
-    def update(self, bar: Bar, context: MarketContext) -> Signal | None:
+    def _horizon(self) -> int:
+        return self.params.window
+
+    def step(self, bar: Bar, context: MarketContext) -> float | None:
         warm = not math.isnan(self._upper)
         if warm:
-            if bar.close > self._upper:
+            close = bar.close
+            if close > self._upper:
                 self._position = 1
-            elif bar.close < self._lower:
+            elif close < self._lower:
                 self._position = -1
         self._upper, self._lower = self._channel.update(bar.high, bar.low)
-        return self._signal(float(self._position), self.params.window) if warm else None
+        return float(self._position) if warm else None

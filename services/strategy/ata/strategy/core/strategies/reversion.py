@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ata.quant.indicators import ZScore
-from ata.strategy.core.strategies.base import Bar, MarketContext, Signal, Strategy, StrategyParams
+from ata.quant.windows import SlidingMoments
+from ata.strategy.core.strategies.base import Bar, MarketContext, Strategy, StrategyParams
 
 
 @dataclass(frozen=True)
@@ -35,18 +35,24 @@ class MeanReversion(Strategy):
     name = "mean_reversion"
     description = "mean reversion: fade closes outside a z-score (Bollinger) band"
     params_type = MeanReversionParams
-    _indicators = ("_z",)
+    _windows = {"_z": "ZScore"}
     params: MeanReversionParams
 
     def __init__(self, params: MeanReversionParams | None = None) -> None:
         super().__init__(params)
-        self._z = ZScore(self.params.window)
+        self._z = SlidingMoments(self.params.window)
+        self._entry_z = self.params.entry_z
+        self._full_z = self.params.full_z
 
-    def update(self, bar: Bar, context: MarketContext) -> Signal | None:
-        z = self._z.update(bar.close)
-        if not self._z.ready:
-            return None
-        horizon = self.params.window // 2
-        if math.isnan(z) or abs(z) < self.params.entry_z:
-            return self._signal(0.0, horizon)
-        return self._signal(-z / self.params.full_z, horizon)
+    def _horizon(self) -> int:
+        return self.params.window // 2
+
+    def step(self, bar: Bar, context: MarketContext) -> float | None:
+        window = self._z
+        window.push(bar.close)
+        z = window.zscore()
+        if math.isnan(z):  # warming up (std NaN), or a flat window (std 0: undefined z, flat signal)
+            return None if math.isnan(window.std()) else 0.0
+        if abs(z) < self._entry_z:
+            return 0.0
+        return -z / self._full_z

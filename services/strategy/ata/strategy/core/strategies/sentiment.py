@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ata.strategy.core.strategies.base import Bar, MarketContext, Signal, Strategy, StrategyParams
+from ata.strategy.core.strategies.base import Bar, MarketContext, Strategy, StrategyParams
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,13 @@ class SentimentTilt(Strategy):
     params_type = SentimentParams
     params: SentimentParams
 
-    def update(self, bar: Bar, context: MarketContext) -> Signal | None:
+    def _horizon(self) -> int:
+        return self.params.horizon_bars
+
+    def step(self, bar: Bar, context: MarketContext) -> float | None:
         score = context.sentiment
         if score is None:
             return None
         if abs(score) < self.params.threshold:
-            return self._signal(0.0, self.params.horizon_bars)
-        return self._signal(score / self.params.full_score, self.params.horizon_bars)
+            return 0.0
+        return score / self.params.full_score

@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ata.quant.indicators import RollingStd, Sma
-from ata.strategy.core.strategies.base import Bar, MarketContext, Signal, Strategy, StrategyParams
+from ata.quant.windows import SlidingMoments
+from ata.strategy.core.strategies.base import Bar, MarketContext, Strategy, StrategyParams
 
 
 @dataclass(frozen=True)
@@ -39,20 +39,25 @@ class MovingAverageCrossover(Strategy):
     name = "ma_crossover"
     description = "trend: fast/slow simple moving average gap, scaled by a band"
     params_type = MaCrossoverParams
-    _indicators = ("_fast", "_slow")
+    _windows = {"_fast": "Sma", "_slow": "Sma"}
     params: MaCrossoverParams
 
     def __init__(self, params: MaCrossoverParams | None = None) -> None:
         super().__init__(params)
-        self._fast = Sma(self.params.fast)
-        self._slow = Sma(self.params.slow)
+        self._fast = SlidingMoments(self.params.fast)
+        self._slow = SlidingMoments(self.params.slow)
+        self._band = self.params.band
 
-    def update(self, bar: Bar, context: MarketContext) -> Signal | None:
-        fast = self._fast.update(bar.close)
-        slow = self._slow.update(bar.close)
-        if not self._slow.ready:
+    def _horizon(self) -> int:
+        return self.params.fast
+
+    def step(self, bar: Bar, context: MarketContext) -> float | None:
+        close = bar.close
+        fast = self._fast.push(close)
+        slow = self._slow.push(close)
+        if math.isnan(slow):  # NaN exactly until the slow window is full
             return None
-        return self._signal((fast / slow - 1.0) / self.params.band, self.params.fast)
+        return (fast / slow - 1.0) / self._band
 
 
 @dataclass(frozen=True)
@@ -74,24 +79,33 @@ class TimeSeriesMomentum(Strategy):
     name = "ts_momentum"
     description = "trend: volatility-scaled log return over a lookback"
     params_type = MomentumParams
-    _indicators = ("_vol",)
+    _windows = {"_vol": "RollingStd"}
     _state = ("_closes",)
     params: MomentumParams
 
     def __init__(self, params: MomentumParams | None = None) -> None:
         super().__init__(params)
-        self._vol = RollingStd(self.params.vol_window)
+        self._vol = SlidingMoments(self.params.vol_window)
         self._closes: deque[float] = deque(maxlen=self.params.lookback + 1)
+        self._lookback = self.params.lookback
+        self._sqrt_lookback = math.sqrt(self.params.lookback)
+        self._full_t = self.params.full_t
 
-    def update(self, bar: Bar, context: MarketContext) -> Signal | None:
+    def _horizon(self) -> int:
+        return self.params.lookback // 4
+
+    def step(self, bar: Bar, context: MarketContext) -> float | None:
+        close = bar.close
         closes = self._closes
+        sigma = math.nan
         if closes:
-            self._vol.update(math.log(bar.close / closes[-1]))
-        closes.append(bar.close)
-        if len(closes) <= self.params.lookback or not self._vol.ready:
+            vol = self._vol
+            vol.push(math.log(close / closes[-1]))
+            sigma = vol.std()  # NaN exactly until the window is full
+        closes.append(close)
+        if len(closes) <= self._lookback or math.isnan(sigma):
             return None
-        sigma = self._vol.std
         if not sigma > 0.0:
-            return self._signal(0.0, self.params.lookback // 4)
-        t_stat = math.log(bar.close / closes[0]) / (sigma * math.sqrt(self.params.lookback))
-        return self._signal(t_stat / self.params.full_t, self.params.lookback // 4)
+            return 0.0
+        t_stat = math.log(close / closes[0]) / (sigma * self._sqrt_lookback)
+        return t_stat / self._full_t

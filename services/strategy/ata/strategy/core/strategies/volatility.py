@@ -7,11 +7,12 @@ less when volatility is high (risk per unit of exposure is higher then). Horizon
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 from ata.quant.indicators import RealizedVolatility
-from ata.strategy.core.strategies.base import Bar, MarketContext, Signal, Strategy, StrategyParams
+from ata.strategy.core.strategies.base import Bar, MarketContext, Strategy, StrategyParams
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,13 @@ class VolatilityManaged(Strategy):
     def __init__(self, params: VolManagedParams | None = None) -> None:
         super().__init__(params)
         self._rv = RealizedVolatility(self.params.vol_window, self.params.periods_per_year)
+        self._target = self.params.target_vol_annual
 
-    def update(self, bar: Bar, context: MarketContext) -> Signal | None:
+    def _horizon(self) -> int:
+        return self.params.vol_window
+
+    def step(self, bar: Bar, context: MarketContext) -> float | None:
         rv = self._rv.update(bar.close)
-        if not self._rv.ready:
+        if math.isnan(rv):  # NaN exactly until the window is full
             return None
-        strength = 1.0 if not rv > 0.0 else min(1.0, self.params.target_vol_annual / rv)
-        return self._signal(strength, self.params.vol_window)
+        return 1.0 if not rv > 0.0 else min(1.0, self._target / rv)
