@@ -6,12 +6,18 @@ the server's wall clock; fills are driven by the market data posted to ``/v1/mar
 
 Endpoints (JSON bodies; errors as ``{"message": ...}``):
 
-- ``POST /v1/orders`` — an :class:`OrderRequest`; 200 with the order, 409 "client_order_id must
-  be unique", 422 rejected, 503 simulated disconnect; an injected timeout records the order
-  and answers only after ``timeout_delay_s`` (longer than any sane client timeout);
+- ``POST /v1/orders`` — a JSON list of :class:`OrderRequest` (orders pipelined over one request,
+  as a FIX session would carry them), answered by a list of ``{"status", "body"}`` in the same
+  order: 200 with the order, 409 "client_order_id must be unique", 422 rejected, 503 simulated
+  disconnect. An injected timeout records its order and stalls the whole answer for
+  ``timeout_delay_s`` (longer than any sane client timeout): every order of that request is an
+  ambiguous outcome to the client, and each is placed or not as its item says;
 - ``GET /v1/orders/{client_order_id}`` (404 when unknown), ``DELETE`` cancels it;
 - ``GET /v1/orders`` — open orders; ``GET /v1/positions``; ``GET /v1/fills?cursor=``;
-- ``GET /v1/updates?after=<seq>&wait_ms=`` — order snapshots after ``seq`` (long poll);
+- ``GET /v1/stream?after=<seq>`` — execution reports pushed as they happen (the trade-update
+  stream): newline-delimited JSON, ``{"seq": n, "order": {...}}`` per order snapshot after
+  ``seq``, oldest first; with ``after=-1`` from now on, announced by a first ``{"seq": n}``;
+  ``{"seq": n}`` also every ``KEEPALIVE_S`` while nothing happens, so a reader detects silence;
 - ``POST /v1/market`` — a ``QuoteUpdated`` or ``BarClosed`` event as JSON;
 - ``POST /v1/faults`` — ``{"kind": "timeout", "count": 1}``; ``GET /v1/stats``; ``GET /healthz``.
 
@@ -43,7 +49,8 @@ from ata.execution.core.ports import (
 from ata.execution.core.slippage import model_from_name
 from ata.runtime.codec import decode
 
-MAX_WAIT_MS = 5_000
+#: Seconds between keep-alive lines on an idle update stream.
+KEEPALIVE_S = 1.0
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -61,6 +68,7 @@ class SimBrokerServer:
         self.timeout_delay_s = timeout_delay_s
         self.duplicate_refusals = 0
         self._changed = asyncio.Condition()
+        self._closing = False
         self._runner: web.AppRunner | None = None
         app = web.Application()
         app.add_routes([
@@ -70,7 +78,7 @@ class SimBrokerServer:
             web.delete("/v1/orders/{coid}", self._cancel),
             web.get("/v1/positions", self._positions),
             web.get("/v1/fills", self._fills),
-            web.get("/v1/updates", self._updates),
+            web.get("/v1/stream", self._stream),
             web.post("/v1/market", self._market),
             web.post("/v1/faults", self._faults),
             web.get("/v1/stats", self._stats),
@@ -89,31 +97,51 @@ class SimBrokerServer:
         return self.port
 
     async def stop(self) -> None:
+        self._closing = True
+        await self._notify()  # open update streams end instead of holding up the shutdown
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _changed_within(self, timeout_s: float) -> bool:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout_s)
+            except TimeoutError:
+                return False
+        return True
 
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
 
     async def _submit(self, request: web.Request) -> web.Response:
-        order_request = OrderRequest.from_json(orjson.loads(await request.read()))
+        orders = [OrderRequest.from_json(item) for item in orjson.loads(await request.read())]
+        now = time.time_ns()
+        answers = [self._place(order, now) for order in orders]
+        await self._notify()
+        if any(answer is None for answer in answers):
+            await asyncio.sleep(self.timeout_delay_s)  # the orders exist; the answer comes too late
+            answers = [answer or self._found(order.client_order_id) for answer, order in zip(answers, orders, strict=True)]
+        return _json(answers)
+
+    def _place(self, order: OrderRequest, now: int) -> dict[str, Any] | None:
+        """The answer to one submission; None for an injected timeout (placed, answered late)."""
         try:
-            placed = self.exchange.submit(order_request, time.time_ns())
+            placed = self.exchange.submit(order, now)
         except DuplicateClientOrderIdError as exc:
             self.duplicate_refusals += 1
-            return _json({"message": str(exc)}, 409)
+            return {"status": 409, "body": {"message": str(exc)}}
         except OrderRejectedError as exc:
-            return _json({"message": exc.reason}, 422)
+            return {"status": 422, "body": {"message": exc.reason}}
         except BrokerUnavailableError as exc:
-            return _json({"message": str(exc)}, 503)
+            return {"status": 503, "body": {"message": str(exc)}}
         except AmbiguousOutcomeError:
-            await self._notify()
-            await asyncio.sleep(self.timeout_delay_s)  # the order exists; the answer comes too late
-            found = self.exchange.get(order_request.client_order_id)
-            return _json(found.to_json() if found else {"message": "lost"}, 200 if found else 500)
-        await self._notify()
-        return _json(placed.to_json())
+            return None
+        return {"status": 200, "body": placed.to_json()}
+
+    def _found(self, client_order_id: str) -> dict[str, Any]:
+        found = self.exchange.get(client_order_id)
+        return {"status": 200, "body": found.to_json()} if found else {"status": 500, "body": {"message": "lost"}}
 
     async def _get(self, request: web.Request) -> web.Response:
         found = self.exchange.get(request.match_info["coid"])
@@ -134,18 +162,24 @@ class SimBrokerServer:
         page = self.exchange.fills_since(request.query.get("cursor") or None)
         return _json({"fills": [f.to_json() for f in page.fills], "cursor": page.cursor})
 
-    async def _updates(self, request: web.Request) -> web.Response:
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
         after = int(request.query.get("after", "-1"))
+        response = web.StreamResponse(headers={"content-type": "application/x-ndjson"})
+        await response.prepare(request)
         if after < 0:
-            return _json({"orders": [], "seq": self.exchange.update_seq})
-        wait_s = min(int(request.query.get("wait_ms", "1000")), MAX_WAIT_MS) / 1000
-        batch, seq = self.exchange.updates_since(after)
-        if not batch:
-            async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wait_s)
-            batch, seq = self.exchange.updates_since(after)
-        return _json({"orders": [o.to_json() for o in batch], "seq": seq})
+            after = self.exchange.update_seq
+            await response.write(orjson.dumps({"seq": after}) + b"\n")
+        while not self._closing:
+            batch = self.exchange.numbered_updates(after)
+            if batch:
+                # Everything that happened since the last write goes out in one write.
+                await response.write(b"".join(orjson.dumps({"seq": seq, "order": order.to_json()}) + b"\n"
+                                              for seq, order in batch))
+                after = batch[-1][0]
+                continue
+            if not await self._changed_within(KEEPALIVE_S):
+                await response.write(orjson.dumps({"seq": after}) + b"\n")
+        return response
 
     async def _market(self, request: web.Request) -> web.Response:
         event = decode(await request.read())

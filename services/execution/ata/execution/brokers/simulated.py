@@ -211,12 +211,16 @@ class SimulatedExchange:
 
     def updates_since(self, seq: int, limit: int = 10_000) -> tuple[list[BrokerOrder], int]:
         """Order snapshots published after ``seq`` (oldest first, at most ``limit``) and the last seq returned."""
+        batch = self.numbered_updates(seq, limit)
+        return [view for _, view in batch], (batch[-1][0] if batch else seq)
+
+    def numbered_updates(self, seq: int, limit: int = 10_000) -> list[tuple[int, BrokerOrder]]:
+        """(seq, order snapshot) of the updates published after ``seq``, oldest first, at most ``limit``."""
         if not self._updates:
-            return [], seq
+            return []
         first = self._updates[0][0]
         start = max(0, seq + 1 - first)
-        batch = list(itertools.islice(self._updates, start, start + limit))
-        return [view for _, view in batch], (batch[-1][0] if batch else seq)
+        return list(itertools.islice(self._updates, start, start + limit))
 
     @property
     def update_seq(self) -> int:

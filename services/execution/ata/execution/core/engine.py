@@ -408,7 +408,25 @@ class ExecutionEngine:
             await self._after_change(order, events)
             return events
 
+    async def on_broker_updates(self, broker: str, updates: Sequence[BrokerOrder]) -> list[Message]:
+        """Several trade updates that arrived together: different orders are applied concurrently
+        (their store writes share round trips), the updates of one order in arrival order."""
+        lanes: dict[str, list[BrokerOrder]] = {}
+        for update in updates:
+            lanes.setdefault(update.client_order_id, []).append(update)
+
+        async def lane(items: list[BrokerOrder]) -> list[Message]:
+            events: list[Message] = []
+            for update in items:
+                events += await self.on_broker_update(broker, update)
+            return events
+
+        results = await asyncio.gather(*(lane(items) for items in lanes.values()))
+        return [event for events in results for event in events]
+
     async def _apply(self, order: TrackedOrder, report: BrokerReport) -> list[Message]:
+        """Apply ``report``; the order is saved only when it changed (repeats are most reports)."""
+        before = _fingerprint(order)
         try:
             events = self.sm.apply(order, report)
         except IllegalTransition as exc:
@@ -418,7 +436,7 @@ class ExecutionEngine:
                                    f"{exc.from_status}:{exc.to_status}:{report.cum_filled_qty!r}"),
                 ts_event=report.ts_event, client_order_id=order.client_order_id, broker=report.broker,
                 from_status=exc.from_status, to_status=exc.to_status, reason=exc.reason[:500])]
-        if events or order.status is not S.SUBMITTED:
+        if events or _fingerprint(order) != before:
             await self.store.save(order)
         for event in events:
             if isinstance(event, FillReported) and not order.parent_id:
@@ -508,7 +526,8 @@ class ExecutionEngine:
         return events
 
     # -- reconciliation -------------------------------------------------------------------------
-    async def reconcile(self, route: BrokerRoute, *, check_positions: bool = False) -> list[Message]:
+    async def reconcile(self, route: BrokerRoute, *, check_positions: bool = False,
+                        recent_inflight: bool = True) -> list[Message]:
         """Align our record with ``route``'s broker and return the events that say how.
 
         - each of our live orders there is looked up (open list, else by client order id):
@@ -519,14 +538,23 @@ class ExecutionEngine:
         - an open order at the broker that we have no record of is adopted (``adopted``) or,
           per configuration, canceled (``canceled_extra``);
         - with ``check_positions``, each position that differs from what our fills imply is
-          published as ``PositionMismatchDetected`` and the broker's quantity adopted.
+          published as ``PositionMismatchDetected`` and the broker's quantity adopted;
+        - without ``recent_inflight`` (the periodic poll), orders sent less than the in-flight
+          threshold ago are left alone: their submission is still being answered (looking each
+          up would cost a broker round trip per order during a burst), and the timer re-checks
+          them once they pass the threshold.
         Raises :class:`BrokerError` when the broker cannot be asked; nothing is half-applied
         per order, and a retry starts over.
         """
         port = route.port
         open_at_broker = {o.client_order_id: o for o in await port.open_orders()}
         events: list[Message] = []
+        now = self._now()
         for order in [o for o in self.orders.values() if o.broker == route.name]:
+            if (not recent_inflight and order.status is S.SUBMITTED
+                    and now - order.updated_ts < self.config.inflight_recheck_ns):
+                open_at_broker.pop(order.client_order_id, None)
+                continue
             async with self._lock(order.client_order_id):
                 open_at_broker_view = open_at_broker.pop(order.client_order_id, None)
                 if order.status.terminal or order.status is S.NEW or order.extra.get("kind") == PARENT:
@@ -616,7 +644,7 @@ class ExecutionEngine:
             if self.breakers[route.name].state is BreakerState.OPEN:
                 continue
             try:
-                events += await self.reconcile(route)
+                events += await self.reconcile(route, recent_inflight=False)
             except BrokerError as exc:
                 _log.warning("poll of %s failed: %s", route.name, exc)
         return events
@@ -642,6 +670,11 @@ def twap_slices(quantity: float, policy: TwapPolicy, start_ts: int) -> list[tupl
         return [(quantity, start_ts)]
     sizes = [base] * (n - 1) + [quantity - base * (n - 1)]
     return [(size, start_ts + i * policy.interval_ns) for i, size in enumerate(sizes) if size > 0]
+
+
+def _fingerprint(order: TrackedOrder) -> tuple[Any, ...]:
+    """What a broker report can change on an order."""
+    return order.status, order.cum_filled_qty, order.cum_fee, order.broker_order_id, order.updated_ts, len(order.fills)
 
 
 def _request(order: TrackedOrder) -> OrderRequest:

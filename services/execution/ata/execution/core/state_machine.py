@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
 from ata.events import (
@@ -46,8 +46,8 @@ from ata.events import (
     OrderType,
     Side,
     TimeInForce,
-    derived_id,
 )
+from ata.execution.core.lifecycle import event_id, lifecycle_event
 
 S = OrderStatus
 _LIVE_EXITS = frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED})
@@ -148,10 +148,21 @@ class TrackedOrder:
         return max(0.0, self.quantity - self.cum_filled_qty)
 
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`restore` inverts it."""
-        data = asdict(self)
+        """A compact JSON-ready dict (orjson encodes its enums): fields at their default value are
+        left out, since they are most of an order in flight; :meth:`restore` inverts it and still
+        reads the full dicts of earlier versions. ``extra`` and ``fills`` are copied, so the
+        snapshot does not change with the order."""
+        data: dict[str, Any] = {}
+        for name, default in _SNAPSHOT_DEFAULTS:
+            value = getattr(self, name)
+            if value is not default and value != default:
+                data[name] = value
         data["command_id"] = str(self.command_id)
         data["correlation_id"] = str(self.correlation_id)
+        if self.extra:
+            data["extra"] = dict(self.extra)
+        if self.fills:
+            data["fills"] = [dict(fill) for fill in self.fills]
         return data
 
     @classmethod
@@ -161,10 +172,18 @@ class TrackedOrder:
         values["command_id"] = uuid.UUID(str(values["command_id"]))
         values["correlation_id"] = uuid.UUID(str(values["correlation_id"]))
         values["side"] = Side(values["side"])
-        values["order_type"] = OrderType(values["order_type"])
-        values["time_in_force"] = TimeInForce(values["time_in_force"])
-        values["status"] = OrderStatus(values["status"])
+        for name, kind in (("order_type", OrderType), ("time_in_force", TimeInForce), ("status", OrderStatus)):
+            if name in values:
+                values[name] = kind(values[name])
         return cls(**values)
+
+
+#: (field, default) of every plain field a snapshot may omit; the required fields have no default
+#: (``_REQUIRED``, never equal to a value) and the ids, ``extra`` and ``fills`` are written apart.
+_REQUIRED = object()
+_SNAPSHOT_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
+    (f.name, _REQUIRED if f.default is MISSING else f.default)
+    for f in fields(TrackedOrder) if f.name not in ("command_id", "correlation_id", "extra", "fills"))
 
 
 class OrderStateMachine:
@@ -328,17 +347,23 @@ class OrderStateMachine:
 
     def envelope(self, order: TrackedOrder, kind: str, fact: str) -> dict[str, Any]:
         """Envelope fields of an event of type ``kind`` about ``order``; the id is fixed by ``fact``."""
-        event_id = derived_id(order.command_id, 0, salt=f"execution:{kind}:{order.client_order_id}:{fact}")
-        return {"event_id": event_id, "correlation_id": order.correlation_id, "causation_id": order.command_id,
-                "source": self.source, "ts_init": int(self._clock())}
+        return {"event_id": event_id(order.command_id, f"execution:{kind}:{order.client_order_id}:{fact}"),
+                "correlation_id": order.correlation_id, "causation_id": order.command_id, "source": self.source,
+                "ts_init": int(self._clock())}
 
     def _lifecycle(self, order: TrackedOrder, cls: type[E], ts_event: int, fact: str = "",
                    cum_filled_qty: float | None = None, **extra: Any) -> E:
         cum = order.cum_filled_qty if cum_filled_qty is None else cum_filled_qty
-        fields = {"ts_event": ts_event, "client_order_id": order.client_order_id, "broker": order.broker or "unrouted",
-                  "broker_order_id": order.broker_order_id, "symbol": order.symbol, "side": order.side,
-                  "quantity": order.quantity, "cum_filled_qty": cum, **extra}
-        return cls(**self.envelope(order, cls.__name__, f"{cum!r}:{fact}"), **fields)
+        name = cls.__name__
+        # In the model's field order: lifecycle_event assembles it when validation would change nothing.
+        values = {"event_id": event_id(order.command_id, f"execution:{name}:{order.client_order_id}:{cum!r}:{fact}"),
+                  "event_type": name, "schema_version": cls.SCHEMA_VERSION, "ts_event": ts_event,
+                  "ts_init": int(self._clock()), "source": self.source, "correlation_id": order.correlation_id,
+                  "causation_id": order.command_id, "client_order_id": order.client_order_id,
+                  "broker": order.broker or "unrouted", "broker_order_id": order.broker_order_id, "symbol": order.symbol,
+                  "side": order.side, "quantity": order.quantity, "cum_filled_qty": cum}
+        values.update(extra)  # overrides keep their place; the class's own field goes last
+        return lifecycle_event(cls, values)
 
     def _fill(self, order: TrackedOrder, report: BrokerReport, delta: float) -> FillReported:
         assert report.avg_fill_price is not None  # checked by apply()
