@@ -116,6 +116,24 @@ def test_changing_bars_after_t_never_changes_outputs_at_or_before_t(
     assert after == before
 
 
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(min_value=0, max_value=2**16))
+def test_every_number_in_a_state_is_a_python_float_whatever_numbers_the_bars_carry(base_bars: list[BarInput], seed: int) -> None:
+    # Event building takes the detector's word for this (state_events(..., floats=True)).
+    rng = np.random.default_rng(seed)
+    kinds = (float, np.float64, np.float32, round)
+    bars = [
+        replace(b, close=kinds[rng.integers(4)](b.close), volume=kinds[rng.integers(4)](b.volume))  # type: ignore[operator]
+        for b in base_bars
+    ]
+    states = run(bars)
+    assert {s.key for s in states} == {*SYMBOLS, MARKET_KEY}
+    for s in states:
+        matrix = itertools.chain.from_iterable(s.transition_matrix)
+        numbers = [s.confidence, *s.probabilities.values(), *s.factors.values(), *matrix]
+        assert [type(x) for x in numbers] == [float] * len(numbers), s
+
+
 @pytest.mark.parametrize("cut", [70, 101, 180])
 def test_snapshot_restore_mid_run_equals_uninterrupted_run(
     base_bars: list[BarInput], base_states: list[RegimeState], cut: int

@@ -242,4 +242,4 @@ def test_numbers_that_are_not_python_floats_go_through_validation() -> None:
 
 
 def _fields(state: RegimeState) -> dict[str, object]:
-    return {name: getattr(state, name) for name in RegimeState.__dataclass_fields__}
+    return {name: getattr(state, name) for name in RegimeState._fields}

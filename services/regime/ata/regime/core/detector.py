@@ -23,15 +23,15 @@ import functools
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ata.events.regime import RegimeLabel
 from ata.events.values import MARKET_KEY
 from ata.quant.regime_filters import Garch11Filter, HamiltonFilter, RollingRank, expected_durations
+from ata.quant.windows import SlidingMoments
 from ata.regime.core.correlation import CorrelationWindow
 from ata.regime.core.labels import Confirmation, LabelRule, is_volatile
 from ata.regime.core.refit import RefitRequest, RefitResult
-from ata.regime.core.windows import SlidingMoments
 
 _NS_PER_DAY = 86_400 * 10**9
 #: Smoothing of the EWMA variance that scales momentum until GARCH is fitted.
@@ -74,9 +74,13 @@ class DetectorParams:
             raise ValueError("windows must be >= 1 bar (rv_window and volume_window >= 2: they measure a spread)")
 
 
-@dataclass(frozen=True, slots=True)
-class RegimeState:
-    """The detector's output for one key and bar."""
+class RegimeState(NamedTuple):
+    """The detector's output for one key and bar.
+
+    Immutable like a frozen dataclass, but a named tuple: one is made per key and bar,
+    and a tuple is several times cheaper to build than a frozen dataclass (whose
+    ``__init__`` goes through ``object.__setattr__`` field by field).
+    """
 
     key: str
     ts_event: int
@@ -100,9 +104,12 @@ def bucket_ns(timeframe: str) -> int:
     return 28 * _NS_PER_DAY
 
 
-def _bucket_of(ts: int, size: int) -> int:
-    # +3 days aligns week buckets to Mondays (1970-01-01 was a Thursday); harmless for days.
-    return (ts + (3 * _NS_PER_DAY if size == 7 * _NS_PER_DAY else 0)) // size
+def _bucket_offset(size: int) -> int:
+    """What to add to a timestamp before dividing it by the bucket ``size``.
+
+    +3 days aligns week buckets to Mondays (1970-01-01 was a Thursday).
+    """
+    return 3 * _NS_PER_DAY if size == 7 * _NS_PER_DAY else 0
 
 
 class _Track:
@@ -113,6 +120,7 @@ class _Track:
         "amihud",
         "bucket",
         "bucket_n",
+        "bucket_offset",
         "bucket_size",
         "bucket_sum_sq",
         "closes",
@@ -124,6 +132,7 @@ class _Track:
         "key",
         "last_close",
         "last_refit_bar",
+        "momentum_terms",
         "ms2",
         "ms3",
         "n_returns",
@@ -145,6 +154,8 @@ class _Track:
         self.three_state = three_state
         self.params = params
         self.bucket_size = bucket_size
+        self.bucket_offset = _bucket_offset(bucket_size)
+        self.momentum_terms = _momentum_terms(params.momentum_lookbacks)
         self.last_close = math.nan
         self.n_returns = 0
         self.returns: deque[float] = deque(maxlen=params.fit_window_bars)
@@ -200,7 +211,7 @@ class _Track:
         self.n_returns += 1
         self.returns.append(r)
         r2 = r * r
-        bucket = _bucket_of(ts, self.bucket_size)
+        bucket = (ts + self.bucket_offset) // self.bucket_size
         if bucket != self.bucket:
             self.prev_bucket_sum_sq, self.prev_bucket_n = self.bucket_sum_sq, self.bucket_n
             self.bucket, self.bucket_sum_sq, self.bucket_n = bucket, 0.0, 0
@@ -228,15 +239,18 @@ class _Track:
                 factors["amihud_illiquidity"] = amihud
         # Momentum is scaled by the conditional volatility per bar: GARCH once fitted, EWMA before.
         sigma = math.sqrt(garch.variance) if garch is not None else math.sqrt(ewma) if ewma > 0.0 else 0.0
-        scores = []
+        # The mean of the scores as ``sum(list) / len(list)`` computes it (left to right from 0).
+        score_sum = 0.0
+        n_scores = 0
         available = len(closes)
-        for n, name, root_n in _momentum_terms(self.params.momentum_lookbacks):
+        for n, name, root_n in self.momentum_terms:
             if available > n:
                 mom = 100.0 * math.log(close / closes[-1 - n])
                 factors[name] = mom
                 if sigma > 0.0:
-                    scores.append(mom / (sigma * root_n))
-        factors["trend_score"] = sum(scores) / len(scores) if scores else 0.0
+                    score_sum += mom / (sigma * root_n)
+                    n_scores += 1
+        factors["trend_score"] = score_sum / n_scores if n_scores else 0.0
         return r
 
     def higher_timeframe_variance(self, min_bucket_bars: int) -> float:
@@ -398,8 +412,11 @@ class RegimeDetector:
         """Absorb one bar; return the states it produces: the symbol's, then ``_market``'s if completed.
 
         A ``_market`` state may belong to an earlier timestamp (the cross-section that this
-        bar proved complete); its ``ts_event`` says which.
+        bar proved complete); its ``ts_event`` says which. ``close`` and ``volume`` are taken
+        as Python floats, so every number in a state is one (event building relies on it).
         """
+        close = float(close)
+        volume = float(volume)
         cross = self._cross
         market = None
         if cross.ts >= 0 and ts_event > cross.ts:
@@ -460,7 +477,8 @@ class RegimeDetector:
         r = track.absorb(ts, close, dollar_volume, factors)
         if r is None:
             return None
-        if track.n_returns >= track.next_refit:
+        if track.n_returns >= track.next_refit and not track.refit_in_flight:
+            # (a key in flight is added again when its result is applied or released)
             self._maybe_due.add(track.key)
         ms2 = track.ms2
         if ms2 is None:
@@ -485,18 +503,9 @@ class RegimeDetector:
         factors["p_extreme"] = extreme
         factors["higher_timeframe_volatile"] = 1.0 if htf_volatile else 0.0
         factors["expected_duration_calm_bars"], factors["expected_duration_stress_bars"] = track.durations
-        return RegimeState(
-            key=track.key,
-            ts_event=ts,
-            label=label,
-            confirmed_label=confirmed,
-            previous_label=previous,
-            changed=first or previous is not None,
-            probabilities=probs,
-            confidence=probs[label],
-            factors=factors,
-            transition_matrix=ms2.params.transition,
-        )
+        changed = first or previous is not None
+        matrix = ms2.params.transition
+        return RegimeState(track.key, ts, label, confirmed, previous, changed, probs, probs[label], factors, matrix)
 
     # -- refits ------------------------------------------------------------------------
     def needs_refit(self) -> list[RefitRequest]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from uuid import UUID
 
 from ata.events import Message
 from ata.events.envelope import MAX_TS_NS, MIN_TS_NS
@@ -23,7 +24,7 @@ from ata.events.regime import RegimeChanged, RegimeLabel, RegimeStateUpdated
 from ata.regime.core.detector import RegimeDetector, RegimeState
 
 _FLOAT_MAX = sys.float_info.max
-#: The fields ``_state_event`` fills, in declaration order.
+#: The fields ``_assembled_state_event`` fills, in declaration order.
 _FIELDS = (
     "event_id",
     "event_type",
@@ -43,6 +44,7 @@ _FIELDS = (
 )
 #: False if the model gained a hook or field this module does not fill: then every event is validated.
 _ASSEMBLABLE = assemblable(RegimeStateUpdated, _FIELDS)
+_SCHEMA_VERSION = RegimeStateUpdated.SCHEMA_VERSION
 
 #: Symbols and sources the validated constructor has accepted (they are checked by pattern/length there).
 _accepted_symbols: set[str] = set()
@@ -51,17 +53,29 @@ _accepted_sources: set[str] = set()
 _accepted_matrix: list[tuple[tuple[float, ...], ...]] = [()]
 
 
+#: Output indices whose id names are precomputed (later ones take the validated path): a bar
+#: yields at most three states (its symbol's, ``_market``'s for the cross-section it proved
+#: complete and for the one it completed), each possibly followed by a ``RegimeChanged``.
+_MAX_INDICES = 6
+
+
 @functools.cache
-def _id_name(source: str, event_type: str, index: int) -> bytes:
-    """The uuid5 name ``Message.caused_by`` derives an output id from (see ``derived_id``)."""
-    return f"{source.split('/', maxsplit=1)[0]}:{event_type}\x1f{index}".encode()
+def _id_names(source: str, event_type: str) -> tuple[bytes, ...]:
+    """The uuid5 names ``Message.caused_by`` derives output ids from (see ``derived_id``), by output index."""
+    prefix = f"{source.split('/', maxsplit=1)[0]}:{event_type}\x1f"
+    return tuple(f"{prefix}{index}".encode() for index in range(_MAX_INDICES))
 
 
-def _fast_state_allowed(state: RegimeState, source: str) -> bool:
+def _fast_state_allowed(state: RegimeState, source: str, floats: bool = False) -> bool:
     """True when ``RegimeStateUpdated`` validation provably accepts ``state``'s values unchanged.
 
     Numbers must be Python floats (validation would convert anything else); NaN fails
-    every comparison, so the range checks reject it too.
+    every comparison, so the range checks reject it too. ``floats=True`` is the caller's
+    word that every number in ``state`` is a Python float, as in the states of
+    :meth:`RegimeDetector.update` (it computes in floats from inputs it converts to float);
+    then only ranges are checked, the factors' through their sum: it is finite exactly
+    when every factor is finite and the sum does not overflow (an overflow only sends the
+    state down the validated path).
     """
     ts = state.ts_event
     if (
@@ -76,12 +90,20 @@ def _fast_state_allowed(state: RegimeState, source: str) -> bool:
         or not 0.0 <= state.confidence <= 1.0
     ):
         return False
-    for p in state.probabilities.values():
-        if type(p) is not float or not 0.0 <= p <= 1.0:
+    if floats:
+        for p in state.probabilities.values():
+            if not 0.0 <= p <= 1.0:
+                return False
+        total = sum(state.factors.values())
+        if total - total != 0.0:  # NaN for an infinite or NaN sum
             return False
-    for v in state.factors.values():
-        if type(v) is not float or not -_FLOAT_MAX <= v <= _FLOAT_MAX:
-            return False
+    else:
+        for p in state.probabilities.values():
+            if type(p) is not float or not 0.0 <= p <= 1.0:
+                return False
+        for v in state.factors.values():
+            if type(v) is not float or not -_FLOAT_MAX <= v <= _FLOAT_MAX:
+                return False
     matrix = state.transition_matrix
     if matrix is not _accepted_matrix[0]:
         for row in matrix:
@@ -92,38 +114,41 @@ def _fast_state_allowed(state: RegimeState, source: str) -> bool:
     return True
 
 
-def _state_event(cause: BarClosed, cause_id: bytes, index: int, state: RegimeState, source: str) -> RegimeStateUpdated:
-    probabilities = {label._value_: p for label, p in state.probabilities.items()}
-    if not _fast_state_allowed(state, source):
-        event = RegimeStateUpdated.caused_by(
-            cause,
-            index=index,
-            source=source,
-            ts_event=state.ts_event,
-            symbol=state.key,
-            label=state.label,
-            confirmed_label=state.confirmed_label,
-            probabilities=probabilities,
-            confidence=state.confidence,
-            factors=state.factors,
-            transition_matrix=state.transition_matrix,
-        )
-        _accepted_symbols.add(state.key)
-        _accepted_sources.add(source)
-        return event
+def _validated_state_event(cause: BarClosed, index: int, state: RegimeState, source: str) -> RegimeStateUpdated:
+    event = RegimeStateUpdated.caused_by(
+        cause,
+        index=index,
+        source=source,
+        ts_event=state.ts_event,
+        symbol=state.key,
+        label=state.label,
+        confirmed_label=state.confirmed_label,
+        probabilities={label._value_: p for label, p in state.probabilities.items()},
+        confidence=state.confidence,
+        factors=state.factors,
+        transition_matrix=state.transition_matrix,
+    )
+    _accepted_symbols.add(state.key)
+    _accepted_sources.add(source)
+    return event
+
+
+def _assembled_state_event(cause: BarClosed, event_id: UUID, state: RegimeState, source: str) -> RegimeStateUpdated:
+    """The event :func:`_validated_state_event` makes, for a state :func:`_fast_state_allowed` accepted."""
+    ts = state.ts_event
     values = {
-        "event_id": uuid5_of(cause_id, _id_name(source, "RegimeStateUpdated", index)),
+        "event_id": event_id,
         "event_type": "RegimeStateUpdated",
-        "schema_version": RegimeStateUpdated.SCHEMA_VERSION,
-        "ts_event": state.ts_event,
-        "ts_init": state.ts_event,
+        "schema_version": _SCHEMA_VERSION,
+        "ts_event": ts,
+        "ts_init": ts,
         "source": source,
         "correlation_id": cause.correlation_id,
         "causation_id": cause.event_id,
         "symbol": state.key,
         "label": state.label,
         "confirmed_label": state.confirmed_label,
-        "probabilities": probabilities,
+        "probabilities": {label._value_: p for label, p in state.probabilities.items()},
         "confidence": state.confidence,
         "factors": dict(state.factors),
         "transition_matrix": state.transition_matrix,
@@ -131,16 +156,22 @@ def _state_event(cause: BarClosed, cause_id: bytes, index: int, state: RegimeSta
     return assembled(RegimeStateUpdated, values)
 
 
-def state_events(cause: BarClosed, states: list[RegimeState], source: str) -> list[Message]:
+def state_events(cause: BarClosed, states: list[RegimeState], source: str, *, floats: bool = False) -> list[Message]:
     """``RegimeStateUpdated`` per state, plus ``RegimeChanged`` right after it when the change is confirmed.
 
     Every output is caused by ``cause`` (output ids derive from its id and the output's
     index); a ``_market`` state keeps the timestamp of the cross-section it describes.
+    ``floats=True`` only for states whose numbers are all Python floats (the detector's).
     """
     out: list[Message] = []
     cause_id = cause.event_id.bytes
+    names = _id_names(source, "RegimeStateUpdated")
     for state in states:
-        out.append(_state_event(cause, cause_id, len(out), state, source))
+        index = len(out)
+        if index < _MAX_INDICES and _fast_state_allowed(state, source, floats):
+            out.append(_assembled_state_event(cause, uuid5_of(cause_id, names[index]), state, source))
+        else:
+            out.append(_validated_state_event(cause, index, state, source))
         if state.changed:
             out.append(
                 RegimeChanged.caused_by(
@@ -160,4 +191,4 @@ def state_events(cause: BarClosed, states: list[RegimeState], source: str) -> li
 def on_bar(detector: RegimeDetector, bar: BarClosed, source: str) -> list[Message]:
     """Feed one bar to ``detector`` and return the events it produces."""
     states = detector.update(bar.symbol, bar.ts_event, bar.close, bar.volume, bar.timeframe)
-    return state_events(bar, states, source) if states else []
+    return state_events(bar, states, source, floats=True) if states else []

@@ -45,7 +45,16 @@ from typing import Any
 
 from ata.events.regime import RegimeLabel
 
-VOLATILE_LABELS = frozenset({RegimeLabel.BULL_VOLATILE, RegimeLabel.BEAR_VOLATILE, RegimeLabel.CRISIS})
+# Members as module constants: ``RegimeLabel.X`` goes through the enum class's attribute
+# machinery on every access, which the per-bar rule below would pay a dozen times.
+_BULL_QUIET = RegimeLabel.BULL_QUIET
+_BULL_VOLATILE = RegimeLabel.BULL_VOLATILE
+_BEAR_QUIET = RegimeLabel.BEAR_QUIET
+_BEAR_VOLATILE = RegimeLabel.BEAR_VOLATILE
+_SIDEWAYS = RegimeLabel.SIDEWAYS
+_CRISIS = RegimeLabel.CRISIS
+
+VOLATILE_LABELS = frozenset({_BULL_VOLATILE, _BEAR_VOLATILE, _CRISIS})
 
 
 def is_volatile(label: RegimeLabel) -> bool:
@@ -67,28 +76,30 @@ class LabelRule:
     def classify(self, stress: float, extreme: float, trend: float) -> RegimeLabel:
         if stress > 0.5:
             if trend < 0.0:
-                return RegimeLabel.CRISIS if extreme > 0.5 else RegimeLabel.BEAR_VOLATILE
-            return RegimeLabel.BULL_VOLATILE
+                return _CRISIS if extreme > 0.5 else _BEAR_VOLATILE
+            return _BULL_VOLATILE
         if trend > self.trend_threshold:
-            return RegimeLabel.BULL_QUIET
+            return _BULL_QUIET
         if trend < -self.trend_threshold:
-            return RegimeLabel.BEAR_QUIET
-        return RegimeLabel.SIDEWAYS
+            return _BEAR_QUIET
+        return _SIDEWAYS
 
     def probabilities(self, stress: float, extreme: float, trend: float) -> dict[RegimeLabel, float]:
         w = self.trend_softness
+        threshold = self.trend_threshold
         up = _sigmoid(trend / w)
-        bull = _sigmoid((trend - self.trend_threshold) / w)
-        bear = _sigmoid((-trend - self.trend_threshold) / w)
+        bull = _sigmoid((trend - threshold) / w)
+        bear = _sigmoid((-trend - threshold) / w)
         e = min(1.0, extreme / stress) if stress > 0.0 else 0.0
         quiet = 1.0 - stress
+        down = 1.0 - up
         return {
-            RegimeLabel.BULL_QUIET: quiet * bull,
-            RegimeLabel.BULL_VOLATILE: stress * up,
-            RegimeLabel.BEAR_QUIET: quiet * bear,
-            RegimeLabel.BEAR_VOLATILE: stress * (1.0 - e) * (1.0 - up),
-            RegimeLabel.SIDEWAYS: max(0.0, quiet * (1.0 - bull - bear)),
-            RegimeLabel.CRISIS: stress * e * (1.0 - up),
+            _BULL_QUIET: quiet * bull,
+            _BULL_VOLATILE: stress * up,
+            _BEAR_QUIET: quiet * bear,
+            _BEAR_VOLATILE: stress * (1.0 - e) * down,
+            _SIDEWAYS: max(0.0, quiet * (1.0 - bull - bear)),
+            _CRISIS: stress * e * down,
         }
 
 
@@ -130,7 +141,9 @@ class Confirmation:
             return None
         if probabilities[label] - probabilities[previous] < probability_margin:
             return None
-        if is_volatile(label) != is_volatile(previous) and higher_timeframe_volatile != is_volatile(label):
+        volatile = label in VOLATILE_LABELS
+        changes_class = volatile != (previous in VOLATILE_LABELS)
+        if changes_class and higher_timeframe_volatile != volatile:
             return None
         self.confirmed, self.candidate, self.count = label, None, 0
         return previous
