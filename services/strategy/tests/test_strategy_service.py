@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ata.events import REGISTRY, Message, RegimeLabel, SignalGenerated, TargetProposed
+from ata.events import REGISTRY, Message, RegimeLabel, SignalGenerated, StrategySwitched, TargetProposed
 from ata.runtime.bus import KafkaBus
 from ata.runtime.codec import decode
 from ata.runtime.config import RuntimeSettings
@@ -72,9 +72,11 @@ async def test_strategy_service_on_the_broker(kafka_bootstrap: str, redis_url: s
     second_half = [bar_event("SPX", b) for b in bars[30:]]
     reference = StrategyEngine(MetaStrategy(settings.meta_config()), source="strategy/strategy-test")
     expected = [out for m in (*context, *first_half, *second_half) for out in reference.handle(m)]
-    expected_targets = [m for m in expected if isinstance(m, TargetProposed)]
+    # The targets topic carries the target proposals and the strategy switches that shape them.
+    expected_targets = [m for m in expected if isinstance(m, TargetProposed | StrategySwitched)]
     expected_signals = [m for m in expected if isinstance(m, SignalGenerated)]
-    assert len(expected_targets) == 60 and {t.method for t in expected_targets} >= {"equal_weight", "inverse_volatility"}
+    proposals = [m for m in expected_targets if isinstance(m, TargetProposed)]
+    assert len(proposals) == 60 and {t.method for t in proposals} >= {"equal_weight", "inverse_volatility"}
 
     running = service()
     await running.start()

@@ -17,6 +17,7 @@ from ata.strategy.core.policy import NumpyPolicy
 from ata.strategy.data import load_bars
 from ata.strategy.plots import plot_equity
 from ata.strategy.policy_file import load_policy, save_policy
+from ata.strategy.portfolio_cli import run_evaluation as run_portfolio_evaluation
 from ata.strategy.registry import available_strategies
 
 app = typer.Typer(name="strategy", help="Strategy library, meta-strategy evaluation, optimisation, RL training.",
@@ -48,8 +49,16 @@ def evaluate(  # noqa: PLR0917  (typer options are parameters)
     cost_bps: Annotated[float, typer.Option(help="cost per unit of weight traded, basis points")] = 1.0,
     policy: Annotated[Path | None, typer.Option(help="RL policy .npz for the rl method (trained before the tests)")] = None,
     plot: Annotated[Path, typer.Option(help="PNG of the out-of-sample equity curves")] = Path("strategy-evaluation.png"),
+    portfolio: Annotated[bool, typer.Option(
+        "--portfolio", help="evaluate the portfolio optimisers instead, on NASDAQ and S&P 500 together plus synthetic "
+                            "symbols (as `ata portfolio evaluate`; --dataset and --policy do not apply)")] = False,
+    synthetic: Annotated[int, typer.Option(min=0, max=50, help="with --portfolio: synthetic symbols added")] = 4,
 ) -> None:
-    """Walk-forward out of sample: the meta-strategy beside each static strategy and buy-and-hold."""
+    """Walk-forward out of sample: the meta-strategy beside each static strategy and buy-and-hold; with
+    ``--portfolio``, each portfolio optimiser beside equal weight."""
+    if portfolio:
+        run_portfolio_evaluation(synthetic=synthetic, cost_bps=cost_bps)
+        return
     bars = load_bars(dataset)
     close = np.array([b.close for b in bars])
     folds = research.walk_forward_folds(len(bars), train_bars, test_bars)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from ata.quant.portfolio.plugins import load_optimiser_plugins
 from ata.runtime.config import ServiceSettings
 from ata.strategy.core.meta import DEFAULT_METHODS, MetaConfig, Method
+from ata.strategy.core.portfolio import PortfolioSettings
 from ata.strategy.core.strategies import BUILTIN
+
+
+@cache
+def _optimiser_plugins_loaded() -> None:
+    """Register ``ata.optimisers`` plugins once, so a config naming one validates."""
+    load_optimiser_plugins()
 
 
 class StrategySettings(ServiceSettings):
@@ -37,10 +46,21 @@ class StrategySettings(ServiceSettings):
     policy_path: Path | None = Field(None, description="numpy RL policy (.npz); the rl method falls back without it")
     state_key: str = Field("ata:strategy:state", min_length=1, description="Redis key of the engine state cache")
     state_save_every_messages: int = Field(500, gt=0)
+    portfolio: PortfolioSettings | None = Field(
+        None, description="optimise the targets of the universe (symbols) together before proposing them, as JSON "
+                          "(optimisers by regime, covariance, limits, rebalancing thresholds); none: per-symbol targets")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugins(cls, data: Any) -> Any:
+        _optimiser_plugins_loaded()
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         self.meta_config()  # raises ValueError naming the problem
+        if self.portfolio is not None and not self.symbols:
+            raise ValueError("portfolio construction needs the universe: set symbols")
         return self
 
     def meta_config(self) -> MetaConfig:

@@ -1,4 +1,5 @@
-"""``ata portfolio evaluate``: walk-forward comparison of the portfolio optimisers.
+"""``ata portfolio evaluate`` (also ``ata strategy evaluate --portfolio``): walk-forward comparison of the
+portfolio optimisers.
 
 The universe is the real NASDAQ Composite and S&P 500 daily series shipped with ``arch``
 (aligned on their common dates) plus seeded synthetic symbols (regime-switching, correlated,
@@ -70,8 +71,16 @@ def evaluate(
     est_method: Method | None = next((m for m in METHODS if m == method), None)
     if est_method is None:
         raise typer.BadParameter(f"method must be one of {', '.join(METHODS)}")
+    run_evaluation(synthetic=synthetic, seed=seed, window=window, method=est_method, rebalance_every=rebalance_every,
+                   cost_bps=cost_bps, max_weight=max_weight)
+
+
+def run_evaluation(*, synthetic: int = 4, seed: int = 7, window: int = 252, method: Method = "ledoit_wolf",
+                   rebalance_every: int = 21, cost_bps: float = 1.0, max_weight: float = 0.5) -> None:
+    """Run every optimiser walk-forward over :func:`universe` and print the table (see the module docstring);
+    also behind ``ata strategy evaluate --portfolio``."""
     names, returns = universe(synthetic, seed)
-    cfg = WalkForwardConfig(covariance=CovarianceConfig(est_method, window, min(window, 126)),
+    cfg = WalkForwardConfig(covariance=CovarianceConfig(method, window, min(window, 126)),
                             rebalance_every=rebalance_every, cost_bps=cost_bps)
     cons = Constraints.long_only_portfolio(len(names), max_weight=max(max_weight, 1.0 / len(names)))
     console.print(f"{len(names)} symbols ({', '.join(names)}), {returns.shape[0]} daily bars; {method} covariance over "

@@ -1,10 +1,17 @@
 """The strategy service shell: bars, regime states and sentiment in; signals and targets out.
 
-All logic is in :class:`ata.strategy.core.StrategyEngine`. The shell loads the strategy registry
-(plugins included) and the numpy RL policy file (an unreadable policy is logged and the rl method
-falls back, documented in the meta-strategy), caches the engine state in Redis (on stop and every
+All logic is in :class:`ata.strategy.core.StrategyEngine` (with portfolio construction when
+``portfolio`` is configured). The shell loads the strategy registry (plugins included) and the
+numpy RL policy file, caches the engine state in Redis (on stop and every
 ``state_save_every_messages`` messages) and restores it on start, through
 :class:`ata.runtime.statecache.StateCache`. Redis is only a cache.
+
+Conservative fallback: an RL policy file that cannot be read or does not fit the feature set is
+not used; the rl method falls back as the meta-strategy documents (rl → performance_regime →
+inverse_volatility → equal_weight) and trading continues. The switch is published at start as
+an ``AllocationFallbackEngaged`` (component ``rl_policy``) on ``strategy.allocation.v1``, like
+the core's optimiser fallbacks, and every fallback is counted in
+``ata_strategy_allocation_fallbacks_total{component,reason}``.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
-from ata.events import REGISTRY, Message, TargetProposed
+from ata.events import REGISTRY, AllocationFallbackEngaged, Message, TargetProposed
+from ata.quant.portfolio.coordination import FallbackRecord, GuardedAllocator
 from ata.runtime import metrics
 from ata.runtime.bus import Delivery
 from ata.runtime.config import RuntimeSettings, load_settings
@@ -20,15 +28,20 @@ from ata.runtime.service import Service, run_service
 from ata.runtime.statecache import StateCache
 from ata.strategy.config import StrategySettings
 from ata.strategy.core import MetaStrategy, StrategyEngine
-from ata.strategy.core.meta import make_factory
-from ata.strategy.core.policy import NumpyPolicy, PolicyError
+from ata.strategy.core.features import FEATURE_NAMES
+from ata.strategy.core.meta import FALLBACK, Method, make_factory
+from ata.strategy.core.policy import NumpyPolicy
+from ata.strategy.core.portfolio import PortfolioConstructor
 from ata.strategy.policy_file import load_policy
 from ata.strategy.registry import available_strategies
 
 SUBSCRIPTIONS = ("market.bars.v1", "regime.states.v1", "sentiment.scores.v1")
 
-TARGETS = metrics.counter("ata_strategy_targets_total", "Target proposals by aggregation method", ("method",))
+TARGETS = metrics.counter("ata_strategy_targets_total",
+                          "Target proposals by method (aggregation, or optimiser with portfolio construction)", ("method",))
 POLICY_LOADED = metrics.gauge("ata_strategy_rl_policy_loaded", "1 when a numpy RL policy is loaded")
+FALLBACKS = metrics.counter("ata_strategy_allocation_fallbacks_total",
+                            "Allocation fallbacks engaged (failed optimiser or RL policy)", ("component", "reason"))
 
 
 class StrategyService(Service):
@@ -42,6 +55,7 @@ class StrategyService(Service):
             self.subscriptions = tuple(topic_names.get(t, t) for t in SUBSCRIPTIONS)  # type: ignore[misc]
         super().__init__(settings, **kwargs)
         self.strategy_settings = strategy_settings
+        self.policy_fallback: FallbackRecord | None = None
         self.engine = self._new_engine(self._load_policy())
         self.state_cache = StateCache(self.settings.redis_url, strategy_settings.state_key,
                                       save_every_messages=strategy_settings.state_save_every_messages, log=self.log)
@@ -52,23 +66,26 @@ class StrategyService(Service):
 
     def _load_policy(self) -> NumpyPolicy | None:
         path = self.strategy_settings.policy_path
+        POLICY_LOADED.set(0)
         if path is None:
-            POLICY_LOADED.set(0)
             return None
-        try:
-            policy = load_policy(path)
-        except PolicyError as exc:
-            self.log.error("RL policy unusable, the rl method falls back: %s", exc)
-            POLICY_LOADED.set(0)
+        loaded = GuardedAllocator().guard("rl_policy", lambda: load_policy(path), _policy_problem)
+        if isinstance(loaded, FallbackRecord):
+            self.log.error("RL policy %s unusable, the rl method falls back: %s", path, loaded.detail)
+            self.policy_fallback = loaded
             return None
         POLICY_LOADED.set(1)
-        return policy
+        return loaded
 
     def _new_engine(self, policy: NumpyPolicy | None) -> StrategyEngine:
-        config = self.strategy_settings.meta_config()
+        settings = self.strategy_settings
+        config = settings.meta_config()
         meta = MetaStrategy(config, factory=make_factory(config, available_strategies()), policy=policy)
-        return StrategyEngine(meta, source=self.source, timeframe=self.strategy_settings.timeframe,
-                              symbols=self.strategy_settings.symbols, publish_signals=self.strategy_settings.publish_signals)
+        portfolio = None if settings.portfolio is None else PortfolioConstructor(
+            settings.portfolio, settings.symbols, max_abs_target=config.max_abs_target,
+            periods_per_year=config.periods_per_year)
+        return StrategyEngine(meta, source=self.source, timeframe=settings.timeframe, symbols=settings.symbols,
+                              publish_signals=settings.publish_signals, portfolio=portfolio)
 
     async def on_start(self) -> None:
         state = await self.state_cache.load()
@@ -78,6 +95,16 @@ class StrategyService(Service):
             except (ValueError, KeyError, TypeError) as exc:  # a cache from another configuration
                 self.log.warning("cached state does not fit the configuration, starting fresh: %s", exc)
                 self.engine = self._new_engine(self.engine.meta.policy)
+        if self.policy_fallback is not None:
+            await self.publish([self._policy_fallback_event(self.policy_fallback)])
+            _count_fallback(self.policy_fallback.component, self.policy_fallback.reason.value)
+
+    def _policy_fallback_event(self, record: FallbackRecord) -> AllocationFallbackEngaged:
+        now = self.now_ns()
+        return AllocationFallbackEngaged.origin(
+            natural_key=(self.source, record.component, str(self.strategy_settings.policy_path), now), ts_event=now,
+            ts_init=now, source=self.source, component=record.component, reason=record.reason.value,
+            detail=record.detail, fallback_method=FALLBACK[Method.RL].value)
 
     async def on_stop(self) -> None:
         await self.state_cache.close(self._snapshot)
@@ -90,8 +117,21 @@ class StrategyService(Service):
         for out in outputs:
             if isinstance(out, TargetProposed):
                 TARGETS.labels(out.method).inc()
+            elif isinstance(out, AllocationFallbackEngaged):
+                _count_fallback(out.component, out.reason)
         await self.state_cache.handled(self._snapshot)
         return outputs
+
+
+def _policy_problem(policy: NumpyPolicy) -> str | None:
+    """Why a loaded policy cannot drive the meta-strategy (None: it can)."""
+    if policy.n_features != len(FEATURE_NAMES):
+        return f"policy expects {policy.n_features} features, the feature set has {len(FEATURE_NAMES)}"
+    return None
+
+
+def _count_fallback(component: str, reason: str) -> None:
+    FALLBACKS.labels(component, reason).inc()
 
 
 def main() -> None:

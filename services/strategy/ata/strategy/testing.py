@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ata.events import BarClosed, RegimeLabel, RegimeStateUpdated, SentimentScored
+from ata.quant.synthetic import SyntheticConfig, generate_bars
 from ata.strategy.core.strategies import Bar
+from ata.strategy.data import load_bars
 
 DAY_NS = 86_400_000_000_000
 
@@ -28,3 +32,24 @@ def sentiment_score(symbol: str, ts: int, score: float) -> SentimentScored:
         natural_key=("test", symbol, ts), ts_event=ts, ts_init=ts, source="sentiment/test", symbol=symbol,
         item_score=score, decayed_score=score, novelty=1.0, news_volume=1.0,
     )
+
+
+def universe_bars(n_bars: int, *, synthetic: int = 1, seed: int = 7, start: int = 2000) -> dict[str, list[Bar]]:
+    """Daily bars of a small universe on common dates: the real S&P 500 (``SPX``) and NASDAQ (``NDX``)
+    series from ``start`` on, plus ``synthetic`` seeded symbols (``SYN0``...) stamped with the same times."""
+    real = {"SPX": load_bars("sp500"), "NDX": load_bars("nasdaq")}
+    common = sorted(set.intersection(*({b.ts_ns for b in bars} for bars in real.values())))[start : start + n_bars]
+    keep = set(common)
+    out = {symbol: [b for b in bars if b.ts_ns in keep] for symbol, bars in real.items()}
+    if synthetic:
+        gen = generate_bars(SyntheticConfig(n_symbols=synthetic, seed=seed, bars_per_year=252.0), len(common))
+        for j in range(synthetic):
+            out[f"SYN{j}"] = [Bar(ts, float(gen.open[i, j]), float(gen.high[i, j]), float(gen.low[i, j]),
+                                  float(gen.close[i, j]), float(gen.volume[i, j])) for i, ts in enumerate(common)]
+    return out
+
+
+def interleaved(bars: dict[str, list[Bar]], order: Sequence[str] | None = None) -> list[BarClosed]:
+    """Bar events time by time, the symbols of each time in ``order`` (default: sorted)."""
+    symbols = list(order or sorted(bars))
+    return [bar_event(s, bars[s][i]) for i in range(len(bars[symbols[0]])) for s in symbols]

@@ -1,12 +1,19 @@
 """Events in, events out: the strategy service's pure core.
 
 Inputs: ``BarClosed`` (drives everything), ``RegimeStateUpdated`` (per symbol and ``_market``),
-``SentimentScored``. Outputs per bar: one ``SignalGenerated`` per strategy out of warm-up (unless
-``publish_signals`` is off), then one ``TargetProposed`` (when any strategy had a signal), all
-derived from the bar (``Message.caused_by(bar, index=i)``, built by
-:class:`~ata.strategy.core.outputs.OutputFactory`), so a replay reproduces the same ids. Turning
-signals off changes no other output: targets do not depend on them, and their ids use their own
-salt.
+``SentimentScored``. Outputs per bar, all derived from the bar (``Message.caused_by(bar, index=i)``,
+targets and signals built by :class:`~ata.strategy.core.outputs.OutputFactory`), so a replay
+reproduces the same ids; each output type has its own salt, so turning one off changes no other:
+
+1. one ``StrategySwitched`` per strategy that adaptive switching turned off or on at this bar;
+2. one ``SignalGenerated`` per strategy out of warm-up (unless ``publish_signals`` is off);
+3. without portfolio construction: one ``TargetProposed`` (when any strategy had a signal), the
+   meta-strategy's target, ``method`` = the aggregation method used;
+4. with portfolio construction (``portfolio``, see :mod:`ata.strategy.core.portfolio`): for every
+   cross-section this bar decides, an ``AllocationFallbackEngaged`` when the optimiser failed
+   (caused by the bar of the section's first symbol), then the ``TargetProposed`` of each symbol
+   the rebalancing policy trades (caused by that symbol's own bar of the section), ``method`` =
+   the optimiser that decided the weight (or the fallback allocation's name).
 
 Point in time, independent of arrival order:
 
@@ -24,9 +31,18 @@ import bisect
 from collections.abc import Sequence
 from typing import Any
 
-from ata.events import MARKET_KEY, BarClosed, Message, RegimeStateUpdated, SentimentScored
-from ata.strategy.core.meta import Decision, MetaStrategy
+from ata.events import (
+    MARKET_KEY,
+    AllocationFallbackEngaged,
+    BarClosed,
+    Message,
+    RegimeStateUpdated,
+    SentimentScored,
+    StrategySwitched,
+)
+from ata.strategy.core.meta import Decision, MetaStrategy, SymbolBook
 from ata.strategy.core.outputs import OutputFactory
+from ata.strategy.core.portfolio import PortfolioConstructor, PortfolioStep
 from ata.strategy.core.strategies import Bar, MarketContext
 
 #: Regime states / sentiment scores kept per key.
@@ -71,11 +87,14 @@ class _Timeline:
 class StrategyEngine:
     """The meta-strategy behind the event contract. ``source`` stamps outputs (``strategy/<instance>``);
     ``publish_signals=False`` leaves out the per-strategy ``SignalGenerated`` events (a run where
-    nothing subscribes to them, e.g. a backtest that only trades the targets)."""
+    nothing subscribes to them, e.g. a backtest that only trades the targets); ``portfolio``
+    optimises the targets of its universe together before they are proposed."""
 
     def __init__(self, meta: MetaStrategy | None = None, *, source: str = "strategy", timeframe: str | None = None,
-                 symbols: Sequence[str] = (), publish_signals: bool = True) -> None:
+                 symbols: Sequence[str] = (), publish_signals: bool = True,
+                 portfolio: PortfolioConstructor | None = None) -> None:
         self.meta = meta or MetaStrategy()
+        self.portfolio = portfolio
         self.source = source
         self.publish_signals = publish_signals
         self._outputs = OutputFactory(source)
@@ -111,21 +130,75 @@ class StrategyEngine:
             return []
         context = self.context_at(bar.symbol, bar.ts_event)
         decision = self.meta.on_bar(bar.symbol, Bar(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume), context)
-        if decision is None:
-            return []
-        self.last_decision[bar.symbol] = decision
-        return self.to_events(bar, decision)
+        book = self.meta.books[bar.symbol]
+        out: list[Message] = self._switch_events(bar, book, context.regime) if book.last_switched else []
+        if decision is not None:
+            self.last_decision[bar.symbol] = decision
+        if self.portfolio is None:
+            if decision is not None:
+                out += self.to_events(bar, decision)
+            return out
+        if decision is not None and self.publish_signals:
+            out += self._factory().signals(bar, decision)
+        for step in self.portfolio.add(bar, decision, self.market_regime_at):
+            out += self._portfolio_events(step)
+        return out
 
-    def to_events(self, bar: BarClosed, decision: Decision) -> list[Message]:
+    def market_regime_at(self, ts: int) -> str:
+        """The ``_market`` regime label in force at ``ts`` (latest state strictly before it); ``""`` if none."""
+        timeline = self.regimes.get(MARKET_KEY)
+        label = timeline.at(ts, strict=True) if timeline is not None else None
+        return str(label) if label else ""
+
+    def _factory(self) -> OutputFactory:
         if self._outputs.source != self.source:
             self._outputs = OutputFactory(self.source)
-        return self._outputs.build(bar, decision, signals=self.publish_signals)
+        return self._outputs
+
+    def to_events(self, bar: BarClosed, decision: Decision) -> list[Message]:
+        return self._factory().build(bar, decision, signals=self.publish_signals)
+
+    def _switch_events(self, bar: BarClosed, book: SymbolBook, regime: str) -> list[Message]:
+        """One ``StrategySwitched`` per switch of this bar, with the active sets before and after it."""
+        cfg = self.meta.config
+        active = {n for n, on in book.active.items() if on}
+        for name, on in book.last_switched:  # undo this bar's switches: the set before the first one
+            (active.discard if on else active.add)(name)
+        out: list[Message] = []
+        for index, (name, on) in enumerate(book.last_switched):
+            before = "+".join(sorted(active))
+            (active.add if on else active.discard)(name)
+            sharpe = book.overall[name].sharpe(cfg.periods_per_year)
+            rule = (f"rose above switch_on_sharpe {cfg.switch_on_sharpe:.2f}" if on
+                    else f"fell below switch_off_sharpe {cfg.switch_off_sharpe:.2f}")
+            out.append(StrategySwitched.caused_by(
+                bar, index=index, source=self.source, symbol=bar.symbol, strategy=name, active=on,
+                previous_strategy=before, current_strategy="+".join(sorted(active)),
+                reason=f"{name} switched {'on' if on else 'off'}: tracked Sharpe {sharpe:.2f} {rule}",
+                tracked_sharpe=sharpe, regime=regime))
+        return out
+
+    def _portfolio_events(self, step: PortfolioStep) -> list[Message]:
+        out: list[Message] = []
+        if step.fallback is not None:
+            record = step.fallback
+            out.append(AllocationFallbackEngaged.caused_by(
+                step.present[min(step.present)].bar, index=0, source=self.source, component=record.component,
+                reason=record.reason.value, detail=record.detail, fallback_method=record.method, regime=step.regime,
+                symbols=tuple(sorted(step.present))))
+        factory = self._factory()
+        for symbol in sorted(step.weights):
+            proposal = step.present[symbol]
+            out.append(factory.target(proposal.bar, step.weights[symbol], step.method, proposal.regime or step.regime,
+                                      step.contributions_of(symbol)))
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "meta": self.meta.snapshot(),
             "regimes": {k: t.snapshot() for k, t in self.regimes.items()},
             "sentiment": {k: t.snapshot() for k, t in self.sentiment.items()},
+            "portfolio": None if self.portfolio is None else self.portfolio.snapshot(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -133,3 +206,7 @@ class StrategyEngine:
         self.meta.restore(state["meta"])
         self.regimes = {k: _Timeline.restore(v) for k, v in state["regimes"].items()}
         self.sentiment = {k: _Timeline.restore(v) for k, v in state["sentiment"].items()}
+        if (self.portfolio is None) != (state.get("portfolio") is None):
+            raise ValueError("the cached state was taken with portfolio construction configured differently")
+        if self.portfolio is not None:
+            self.portfolio.restore(state["portfolio"])

@@ -167,6 +167,8 @@ class SymbolBook:
         self.since_switch = dict.fromkeys(self.names, 0)
         self.prev_close = math.nan
         self.prev_regime = ""
+        #: The switches of the latest bar, ``(strategy, now_active)`` in order (even without a decision).
+        self.last_switched: tuple[tuple[str, bool], ...] = ()
         self.features = OnlineFeatures() if with_features else None
         self.last_features: np.ndarray[Any, np.dtype[np.float64]] | None = None
 
@@ -235,7 +237,7 @@ class MetaStrategy:
     def on_bar(self, symbol: str, bar: Bar, context: MarketContext) -> Decision | None:
         """Process one closed bar; ``None`` while every strategy is still warming up."""
         book = self.book(symbol)
-        switched = book.track(bar.close)
+        switched = book.last_switched = book.track(bar.close)
         signals: list[Signal] = []
         strengths: dict[str, float] = {}
         for source in book.sources:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Final
 
 from ata.events import BarClosed, Message
@@ -22,7 +23,7 @@ from ata.events.envelope import MAX_TS_NS, MIN_TS_NS
 from ata.events.fastpath import assemblable, assembled, derived_ids
 from ata.events.strategy import ContributingSignal, SignalGenerated, TargetProposed
 from ata.events.values import SYMBOL_PATTERN
-from ata.strategy.core.meta import Decision, Method
+from ata.strategy.core.meta import Contribution, Decision, Method
 from ata.strategy.core.strategies import Signal
 
 __all__ = ["OutputFactory"]
@@ -63,27 +64,43 @@ class OutputFactory:
     def build(self, bar: BarClosed, decision: Decision, *, signals: bool = True) -> list[Message]:
         """``SignalGenerated`` per signal (index = position; only if ``signals``), then ``TargetProposed``
         (index 0), all caused by ``bar``."""
-        out: list[Message] = []
         envelope_ok = self._envelope_ok(bar)
-        if signals:
-            ids = derived_ids(bar.event_id, self._signal_salt, range(len(decision.signals)))
-            for i, (event_id, s) in enumerate(zip(ids, decision.signals, strict=True)):
-                fast = self._fast_signal(bar, event_id, s) if envelope_ok else None
-                out.append(fast or SignalGenerated.caused_by(
-                    bar, index=i, source=self.source, strategy=s.strategy, symbol=bar.symbol, direction=s.direction,
-                    strength=s.strength, horizon_bars=s.horizon_bars))
-        contributions = tuple(
+        out: list[Message] = self._signals(bar, decision, envelope_ok) if signals else []
+        out.append(self._target(bar, decision.target_weight, _METHOD_VALUES[decision.method], decision.regime,
+                                decision.contributions, envelope_ok=envelope_ok))
+        return out
+
+    def signals(self, bar: BarClosed, decision: Decision) -> list[Message]:
+        """``SignalGenerated`` per signal of ``decision`` (index = position), caused by ``bar``."""
+        return self._signals(bar, decision, self._envelope_ok(bar))
+
+    def target(self, bar: BarClosed, weight: float, method: str, regime: str,
+               contributions: Sequence[Contribution]) -> TargetProposed:
+        """The ``TargetProposed`` of ``bar``'s symbol (index 0 of ``bar``): ``weight``, decided by ``method``."""
+        return self._target(bar, weight, method, regime, contributions, envelope_ok=self._envelope_ok(bar))
+
+    def _signals(self, bar: BarClosed, decision: Decision, envelope_ok: bool) -> list[Message]:
+        out: list[Message] = []
+        ids = derived_ids(bar.event_id, self._signal_salt, range(len(decision.signals)))
+        for i, (event_id, s) in enumerate(zip(ids, decision.signals, strict=True)):
+            fast = self._fast_signal(bar, event_id, s) if envelope_ok else None
+            out.append(fast or SignalGenerated.caused_by(
+                bar, index=i, source=self.source, strategy=s.strategy, symbol=bar.symbol, direction=s.direction,
+                strength=s.strength, horizon_bars=s.horizon_bars))
+        return out
+
+    def _target(self, bar: BarClosed, weight: float, method: str, regime: str, contributions: Sequence[Contribution],
+                *, envelope_ok: bool) -> TargetProposed:
+        parts = tuple(
             assembled(ContributingSignal, {"strategy": c.strategy, "strength": c.strength, "weight": c.weight})
             if envelope_ok and type(c.strategy) is str and _unit(c.strength) and _finite(c.weight)
             else ContributingSignal(strategy=c.strategy, strength=c.strength, weight=c.weight)
-            for c in decision.contributions)
+            for c in contributions)
         (target_id,) = derived_ids(bar.event_id, self._target_salt, (0,))
-        fast_target = self._fast_target(bar, target_id, decision, contributions) if envelope_ok else None
-        out.append(fast_target or TargetProposed.caused_by(
-            bar, index=0, source=self.source, symbol=bar.symbol, target_weight=decision.target_weight,
-            reference_price=bar.close, method=decision.method.value, regime=decision.regime,
-            contributions=contributions))
-        return out
+        fast = self._fast_target(bar, target_id, weight, method, regime, contributions=parts) if envelope_ok else None
+        return fast or TargetProposed.caused_by(
+            bar, index=0, source=self.source, symbol=bar.symbol, target_weight=weight, reference_price=bar.close,
+            method=method, regime=regime, contributions=parts)
 
     # -- checks: True only when validation would accept the value unchanged ------------------------
 
@@ -133,9 +150,9 @@ class OutputFactory:
             "strength": strength, "horizon_bars": h,
         })
 
-    def _fast_target(self, bar: BarClosed, event_id: uuid.UUID, decision: Decision,
+    def _fast_target(self, bar: BarClosed, event_id: uuid.UUID, w: float, method: str, regime: str, *,
                      contributions: tuple[ContributingSignal, ...]) -> TargetProposed | None:
-        w, price, method, regime = decision.target_weight, bar.close, _METHOD_VALUES.get(decision.method), decision.regime
+        price = bar.close
         if not (_finite(w) and -10.0 <= w <= 10.0 and _finite(price) and price > 0.0 and self._labels_ok(method, regime)):
             return None
         ts = bar.ts_event
