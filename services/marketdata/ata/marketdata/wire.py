@@ -56,8 +56,8 @@ def uuid5_texts(prefix: bytes, last_parts: Sequence[bytes]) -> list[bytes]:
     """:func:`uuid5_text` of each of ``last_parts`` (``str(part).encode()``), as ASCII bytes: one SHA-1 per id,
     the formatting vectorised."""
     sha1 = hashlib.sha1
-    raw = np.frombuffer(b"".join([sha1(prefix + part).digest()[:16] for part in last_parts]), dtype=np.uint8)
-    raw = raw.reshape(-1, 16).copy()
+    digests = np.frombuffer(b"".join([sha1(prefix + part).digest() for part in last_parts]), dtype=np.uint8)
+    raw = digests.reshape(-1, 20)[:, :16].copy()  # a UUID is the first 16 of SHA-1's 20 bytes
     raw[:, 6] = raw[:, 6] & 0x0F | 0x50  # version 5
     raw[:, 8] = raw[:, 8] & 0x3F | 0x80  # RFC 4122 variant
     text = np.full((len(raw), 36), ord("-"), dtype=np.uint8)
