@@ -45,12 +45,19 @@ def test_a_clean_ledger_even_with_redelivered_messages_has_no_problems() -> None
     assert [row[0] for row in ledger.fill_rows()] == ["f-1", "f-2"]
 
 
+def test_a_fill_is_its_order_and_fill_id_together() -> None:
+    other = command(uuid.uuid4())
+    ledger = OrderLedger.of([*CLEAN, other, submitted(other), fill(other, "f-1", 10)])  # fill ids restart per order
+    assert ledger.problems() == []
+    assert len(ledger.fills) == 3
+
+
 @pytest.mark.parametrize(("extra", "problem"), [
     ([command(INTENT, n=1)], "commanded 2 times"),
     ([command(INTENT, coid="ata-other")], "2 client order ids"),
     ([submitted(ORDER, n=1)], "submitted to a broker 2 times"),
     ([accepted(ORDER).model_copy(update={"broker_order_id": "b-2"})], "2 broker orders"),
-    ([fill(ORDER, "f-1", 4, n=30)], "fill f-1 was reported 2 times"),
+    ([fill(ORDER, "f-1", 4, n=30)], "/f-1 was reported 2 times"),
     ([fill(ORDER, "f-3", 1, n=31, coid="ata-unknown")], "belongs to no known order"),
     ([fill(ORDER, "f-3", 1, n=32)], "filled 11.0 > ordered 10.0"),
 ])

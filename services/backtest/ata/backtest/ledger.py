@@ -10,7 +10,9 @@ the two questions every run must answer are asked the same way everywhere:
   and filled, in a form two runs can be compared by (times are event times, ids deterministic).
 
 Redelivery repeats a message with the same ``event_id``: a ledger counts distinct ids, so a
-repeated delivery is never a duplicate, while two distinct events for one order are.
+repeated delivery is never a duplicate, while two distinct events for one order are. A fill is
+identified by its order and the broker's fill id together: a broker's fill ids are unique per
+order, not forever (the in-process simulated broker numbers them afresh after a restart).
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class OrderLedger:
     answers: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     submitted: defaultdict[str, set[uuid.UUID]] = field(default_factory=lambda: defaultdict(set))
     broker_orders: defaultdict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
-    fills: dict[str, FillReported] = field(default_factory=dict)
-    fill_ids: defaultdict[str, set[uuid.UUID]] = field(default_factory=lambda: defaultdict(set))
+    fills: dict[tuple[str, str], FillReported] = field(default_factory=dict)  # by (client order id, fill id)
+    fill_ids: defaultdict[tuple[str, str], set[uuid.UUID]] = field(default_factory=lambda: defaultdict(set))
 
     @classmethod
     def of(cls, messages: Iterable[Message]) -> OrderLedger:
@@ -71,8 +73,9 @@ class OrderLedger:
             self.command_ids[coid].add(message.event_id)
             self.intents[message.intent_id].add(coid)
         elif isinstance(message, FillReported):
-            self.fills.setdefault(message.fill_id, message)
-            self.fill_ids[message.fill_id].add(message.event_id)
+            key = (message.client_order_id, message.fill_id)
+            self.fills.setdefault(key, message)
+            self.fill_ids[key].add(message.event_id)
         elif isinstance(message, ORDER_EVENTS):
             coid = message.client_order_id
             if isinstance(message, ANSWERS):
@@ -104,11 +107,11 @@ class OrderLedger:
             if len(brokers) > 1:
                 found.append(f"order {coid} has {len(brokers)} broker orders: {sorted(brokers)}")
         filled: defaultdict[str, float] = defaultdict(float)
-        for fill_id, fill in self.fills.items():
-            if len(self.fill_ids[fill_id]) > 1:
-                found.append(f"fill {fill_id} was reported {len(self.fill_ids[fill_id])} times")
+        for key, fill in self.fills.items():
+            if len(self.fill_ids[key]) > 1:
+                found.append(f"fill {'/'.join(key)} was reported {len(self.fill_ids[key])} times")
             if fill.client_order_id not in self.commands:
-                found.append(f"fill {fill_id} belongs to no known order ({fill.client_order_id})")
+                found.append(f"fill {'/'.join(key)} belongs to no known order")
             filled[fill.client_order_id] += fill.quantity
         for coid, quantity in filled.items():
             command = self.commands.get(coid)
