@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from typer.testing import CliRunner
 
 from ata.events import OrderStatus
 from ata.journal.cli import app
+from ata.journal.core.records import COLUMNS
 from ata.journal.snapshots import SNAPSHOT_SERVICE
-from ata.journal.store import SqliteStore
+from ata.journal.store import SchemaVersionError, SqliteStore
 from ata.journal.testing import PaperRun, paper_risk_env, paper_run, sqlite_url
 
 runner = CliRunner()
@@ -129,3 +131,48 @@ def test_journal_cli_recover_reports_orphans_against_a_fresh_broker(run: PaperRu
 
 def test_journal_cli_gaps_is_clean_for_a_contiguous_journal(journal: SqliteStore) -> None:
     assert "0 gaps" in invoke("gaps")
+
+
+#: What schema version 1 created on SQLite: ids as text, a Kafka-position index, no version table.
+V1_SCHEMA = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, "partition" INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL, key TEXT, event_type TEXT NOT NULL, ts_event INTEGER NOT NULL, ts_init INTEGER NOT NULL,
+    correlation_id TEXT, causation_id TEXT, symbol TEXT, headers TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE INDEX events_correlation ON events (correlation_id) WHERE correlation_id <> event_id;
+CREATE INDEX events_symbol_ts ON events (symbol, ts_event);
+CREATE INDEX events_position ON events (topic, "partition", "offset");
+CREATE TABLE ranges (topic TEXT NOT NULL, "partition" INTEGER NOT NULL, first_offset INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL);
+CREATE INDEX ranges_tp ON ranges (topic, "partition", first_offset);
+CREATE TABLE snapshots (snapshot_id INTEGER PRIMARY KEY, service TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+    seq INTEGER NOT NULL, offsets TEXT NOT NULL, state TEXT NOT NULL, created_ns INTEGER NOT NULL);
+CREATE INDEX snapshots_service ON snapshots (service, seq);
+"""
+
+
+def test_journal_migrate_converts_a_version_1_sqlite_journal_in_place(run: PaperRun, journal: SqliteStore,
+                                                                       tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V1_SCHEMA)
+        columns = ", ".join(f'"{c}"' for c in COLUMNS)
+        conn.executemany(f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(COLUMNS))})", run.records)
+        conn.execute("INSERT INTO ranges VALUES ('orders.events.v1', 0, 0, 41)")
+    old = SqliteStore(f"sqlite:///{path}")
+    with pytest.raises(SchemaVersionError, match="ata journal migrate"):
+        old.open()
+    result = runner.invoke(app, ["migrate", "--url", f"sqlite:///{path}"])
+    assert result.exit_code == 0, result.output
+    assert f"{len(run.records)} events converted" in result.output
+    old.open()
+    try:
+        assert list(old.events()) == list(journal.events())  # same seq, ids, columns as a journal written by v2
+        fill = next(e.record for e in old.events() if e.record.event_type == "OrderFilled")
+        assert fill.correlation_id is not None and old.chain(fill.correlation_id) == journal.chain(fill.correlation_id)
+        assert old.gaps() == [] and old.positions() == {"orders.events.v1:0": 42}
+        assert old.append(run.records[:10]) == 0  # dedup works on the converted ids
+    finally:
+        old.close()
+    again = runner.invoke(app, ["migrate", "--url", f"sqlite:///{path}"])
+    assert again.exit_code == 0 and "nothing to convert" in again.output

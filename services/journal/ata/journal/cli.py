@@ -31,7 +31,7 @@ from ata.journal.core.records import COLUMNS, StoredEvent
 from ata.journal.core.recovery import Policy, RecoveryReport
 from ata.journal.recovery import recover as recover_orders
 from ata.journal.snapshots import rebuild, take_snapshots
-from ata.journal.store import EventFilter, JournalStore, make_store
+from ata.journal.store import SCHEMA_VERSION, EventFilter, JournalStore, SqliteStore, make_store
 from ata.risk.config import RiskSettings
 from ata.runtime.bus import KafkaBus
 from ata.runtime.cli_common import console
@@ -69,12 +69,17 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@contextmanager
-def opened(url: str | None, prefix: str | None) -> Iterator[JournalStore]:
+def unopened(url: str | None, prefix: str | None) -> JournalStore:
+    """The store named by the options, or by the settings where an option is not given."""
     runtime = load_settings(RuntimeSettings)
     journal = load_settings(JournalSettings)
-    store = make_store(url or runtime.journal_url, prefix=journal.table_prefix if prefix is None else prefix,
-                       synchronous=journal.sqlite_synchronous)
+    return make_store(url or runtime.journal_url, prefix=journal.table_prefix if prefix is None else prefix,
+                      synchronous=journal.sqlite_synchronous)
+
+
+@contextmanager
+def opened(url: str | None, prefix: str | None) -> Iterator[JournalStore]:
+    store = unopened(url, prefix)
     store.open()
     try:
         yield store
@@ -311,3 +316,18 @@ async def _recover(url: str | None, prefix: str | None, policy: Policy, publish:
     finally:
         for port in ports:
             await port.close()
+
+
+@app.command()
+def migrate(url: Url = None, prefix: Prefix = None) -> None:
+    """Convert a SQLite journal of schema version 1 to the current version, in place and all or nothing
+    (stop the journal service first). PostgreSQL journals read version 1 unchanged and need none."""
+    store = unopened(url, prefix)
+    if not isinstance(store, SqliteStore):
+        console().print("PostgreSQL journals need no migration")
+        return
+    moved = store.migrate()
+    store.open()  # checks the result the way the service will
+    store.close()
+    console().print(f"{moved} events converted to schema version {SCHEMA_VERSION}" if moved
+                    else f"nothing to convert: {store.path} is at schema version {SCHEMA_VERSION}")

@@ -149,8 +149,8 @@ class JournalStore(ABC):
             return True
         raise SchemaVersionError(
             f"journal {self.events_table} at {self.url_for_messages()} has schema version {found or 1}, this version of "
-            f"the journal reads version {self.schema_version} only: replay the old journal into a new one "
-            "(ata journal replay / export) or keep using the release that wrote it")
+            f"the journal reads version {self.schema_version} only: `ata journal migrate` converts a SQLite journal of "
+            "version 1 in place")
 
     def initialise(self, run: Callable[[str, list[Any]], tuple[Any, ...] | None], exists: Callable[[str], bool]) -> None:
         """Check (or stamp) the schema version, then create what is missing. The caller holds a write transaction;

@@ -18,11 +18,12 @@ by ``seq``, then takes scattered inserts instead of appends at its end.
 Layout (schema version 2): ids (``event_id``, ``correlation_id``, ``causation_id``) are 16-byte
 BLOBs, not 36-character text, which more than halves the unique index that every insert has to
 update at a random place. A journal file of version 1 (text ids, no version table) is refused
-with an error that says so.
+with an error that says so; ``ata journal migrate`` (:meth:`SqliteStore.migrate`) converts it.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import uuid
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ata.journal.core.records import COLUMNS, JournalRecord, OffsetRange
-from ata.journal.store.base import JournalStore, StoreUnavailableError, column_list
+from ata.journal.store.base import QUOTED, JournalStore, StoreUnavailableError, column_list
 
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
 BUSY_TIMEOUT_MS = 5000
@@ -41,6 +42,10 @@ CACHE_KIB = 131_072
 PAGE_BYTES = 8192
 #: Reads through a memory map (no copy into the page cache of the connection) up to this size.
 MMAP_BYTES = 1 << 30
+#: Columns holding UUIDs (BLOBs since version 2).
+UUID_COLUMNS = frozenset({"event_id", "correlation_id", "causation_id"})
+#: Index suffixes of the version 1 events table (``<prefix>events_<suffix>``).
+V1_INDEXES = ("correlation", "symbol_ts", "position")
 
 
 def uuid_blob(text: str) -> bytes:
@@ -69,6 +74,14 @@ def parameter_rows(records: Sequence[JournalRecord]) -> Iterator[tuple[Any, ...]
         yield (blob, r[1], r[2], r[3], r[4], r[5], r[6], r[7],
                blob if correlation_id == event_id else None if correlation_id is None else uuid_blob(correlation_id),
                None if causation_id is None else uuid_blob(causation_id), r[10], r[11], r[12])
+
+
+def _blob_or_none(text: str | None) -> bytes | None:
+    return None if text is None else uuid_blob(text)
+
+
+def _exists(conn: sqlite3.Connection, table: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone() is not None
 
 
 def configure(conn: sqlite3.Connection, synchronous: Synchronous) -> None:
@@ -124,13 +137,50 @@ class SqliteStore(JournalStore):
         """Create what is missing and check (or stamp) the schema version, in one write transaction."""
         conn.execute("BEGIN IMMEDIATE")
         try:
-            self.initialise(lambda sql, params: conn.execute(sql, params).fetchone(),
-                            lambda table: conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                                       [table]).fetchone() is not None)
+            self.initialise(lambda sql, params: conn.execute(sql, params).fetchone(), functools.partial(_exists, conn))
             conn.execute("COMMIT")
         finally:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+
+    def migrate(self) -> int:
+        """Convert a journal file of schema version 1 (text ids) to the current version in place; the events
+        converted (0 when there was nothing to convert: a new journal or one of the current version).
+
+        One write transaction, so a failure or a crash leaves the file as it was. The version 1 table is
+        renamed aside (its indexes dropped first: they keep their names across a rename), the current
+        tables are created and stamped, the events are copied in ``seq`` order with the ids turned into
+        BLOBs, and the old table is dropped. Ranges and snapshots have the same layout in both versions
+        and stay. The page size of the file stays what version 1 chose (it changes only with a VACUUM).
+        Run it while no journal service is writing to the file (it waits for their write lock anyway).
+        """
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"cannot open {self.path}: {exc}") from exc
+        try:
+            configure(conn, self.synchronous)
+            conn.create_function("uuid_blob", 1, _blob_or_none, deterministic=True)
+            conn.execute("BEGIN IMMEDIATE")
+            if _exists(conn, self.version_table) or not _exists(conn, self.events_table):
+                return 0
+            aside = f"{self.prefix}events_v1"
+            for index in V1_INDEXES:
+                conn.execute(f"DROP INDEX IF EXISTS {self.events_table}_{index}")
+            conn.execute(f"ALTER TABLE {self.events_table} RENAME TO {aside}")
+            self.initialise(lambda sql, params: conn.execute(sql, params).fetchone(), functools.partial(_exists, conn))
+            values = ", ".join(f"uuid_blob({name})" if name in UUID_COLUMNS else QUOTED.get(name, name) for name in COLUMNS)
+            moved = conn.execute(f"INSERT INTO {self.events_table} (seq, {column_list()}) SELECT seq, {values} "
+                                 f"FROM {aside} ORDER BY seq").rowcount
+            conn.execute(f"DROP TABLE {aside}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"migrating {self.path} failed (left unchanged): {exc}") from exc
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+        return moved
 
     def close(self) -> None:
         with self._lock:
