@@ -22,22 +22,10 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from ata.events import (
-    FillReported,
-    Message,
-    OrderAccepted,
-    OrderCanceled,
-    OrderExpired,
-    OrderFilled,
-    OrderPartiallyFilled,
-    OrderRejected,
-    OrderSubmitted,
-    SubmitOrder,
-)
+from ata.events import ORDER_LIFECYCLE, FillReported, Message, OrderAccepted, OrderRejected, OrderSubmitted, SubmitOrder
 
 #: Answers to an order command: the broker took it (submitted/accepted) or refused it.
 ANSWERS = (OrderSubmitted, OrderAccepted, OrderRejected)
-ORDER_EVENTS = (*ANSWERS, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired)
 #: Quantities are floats; a fill total may exceed the order by rounding only.
 QUANTITY_TOLERANCE = 1e-9
 
@@ -76,7 +64,7 @@ class OrderLedger:
             key = (message.client_order_id, message.fill_id)
             self.fills.setdefault(key, message)
             self.fill_ids[key].add(message.event_id)
-        elif isinstance(message, ORDER_EVENTS):
+        elif isinstance(message, ORDER_LIFECYCLE):
             coid = message.client_order_id
             if isinstance(message, ANSWERS):
                 self.answers[coid].add(message.event_type)
