@@ -65,11 +65,11 @@ class SimulatedHttpBroker:
             )
         return self._session
 
-    async def _call(self, method: str, path: str, *, body: bytes | None = None, timeout_s: float | None = None,
+    async def _call(self, method: str, path: str, *, body: bytes | None = None,
                     params: dict[str, str] | None = None) -> tuple[int, Any]:
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
+        # Under the session's total timeout (an explicit ``timeout=None`` would mean none at all).
         try:
-            async with self._client().request(method, self.base_url + path, data=body, params=params, timeout=timeout,
+            async with self._client().request(method, self.base_url + path, data=body, params=params,
                                               headers={"content-type": "application/json"}) as response:
                 payload = orjson.loads(await response.read())
                 return response.status, payload
