@@ -130,3 +130,54 @@ class SlidingMoments:
         moments.run = int(m["run_x"])
         moments.since_sync = int(m["since_sync"])
         return moments
+
+
+class SlidingRealizedVolatility:
+    """Annualised realised volatility ``sqrt(periods_per_year * mean(r^2))`` of the last ``window``
+    log returns: the streaming ``RealizedVolatility`` of :mod:`ata.quant.indicators` on
+    :class:`SlidingMoments`, bit for bit and with its snapshot format. Prices must be positive and
+    finite (not checked here: callers validate their bars once)."""
+
+    __slots__ = ("log_prev", "periods_per_year", "prev_price", "squares")
+
+    def __init__(self, window: int, periods_per_year: float = 252.0) -> None:
+        self.squares = SlidingMoments(window)
+        self.periods_per_year = float(periods_per_year)
+        self.prev_price = math.nan
+        self.log_prev = math.nan  # ln(prev_price), kept so each price's log is taken once
+
+    def update(self, price: float) -> float:
+        """Add a price; the volatility, NaN until ``window`` returns exist."""
+        log_price = math.log(price)
+        mean = math.nan
+        if not math.isnan(self.prev_price):
+            r = log_price - self.log_prev
+            mean = self.squares.push(r * r)
+        self.prev_price, self.log_prev = price, log_price
+        if math.isnan(mean):
+            return math.nan
+        # Sliding updates can leave a mean of squares a few ulps below zero.
+        return math.sqrt(self.periods_per_year * max(mean, 0.0))
+
+    def snapshot(self) -> dict[str, Any]:
+        """State as ``RealizedVolatility.snapshot()`` gives it."""
+        return {
+            "kind": "RealizedVolatility",
+            "version": 1,
+            "periods_per_year": self.periods_per_year,
+            "prev_price": None if math.isnan(self.prev_price) else self.prev_price,
+            "_mean_sq": self.squares.snapshot("Sma"),
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> SlidingRealizedVolatility:
+        """Rebuild from :meth:`snapshot` output (or a ``RealizedVolatility`` snapshot)."""
+        if state.get("kind") != "RealizedVolatility" or state.get("version") != 1:
+            raise ValueError(f"not a RealizedVolatility v1 snapshot: kind={state.get('kind')!r}")
+        squares = SlidingMoments.restore(state["_mean_sq"])
+        obj = cls(squares.window, float(state["periods_per_year"]))
+        obj.squares = squares
+        if state["prev_price"] is not None:
+            obj.prev_price = float(state["prev_price"])
+            obj.log_prev = math.log(obj.prev_price)
+        return obj
