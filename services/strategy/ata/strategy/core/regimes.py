@@ -21,7 +21,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from ata.quant.indicators import RealizedVolatility
+from ata.quant.windows import SlidingRealizedVolatility
 from ata.strategy.core.strategies import Bar
 from ata.strategy.core.tracking import halflife_alpha
 
@@ -41,7 +41,7 @@ class RegimeProxyParams:
 class RegimeProxy:
     def __init__(self, params: RegimeProxyParams | None = None) -> None:
         self.params = params or RegimeProxyParams()
-        self._rv = RealizedVolatility(self.params.short_window, self.params.periods_per_year)
+        self._rv = SlidingRealizedVolatility(self.params.short_window, self.params.periods_per_year)
         self._alpha = halflife_alpha(self.params.long_halflife)
         self._mean_sq = math.nan
         self._closes: deque[float] = deque(maxlen=self.params.trend_window + 1)
@@ -57,8 +57,8 @@ class RegimeProxy:
             r = math.log(bar.close / closes[-1])
             self._mean_sq = r * r if math.isnan(self._mean_sq) else self._mean_sq + self._alpha * (r * r - self._mean_sq)
         closes.append(bar.close)
-        rv = self._rv.update(bar.close)
-        if len(closes) <= p.trend_window or not self._rv.ready or not self._mean_sq > 0.0:
+        rv = self._rv.update(bar.close)  # NaN exactly until its window is full
+        if len(closes) <= p.trend_window or math.isnan(rv) or not self._mean_sq > 0.0:
             return self.label
         base_daily = math.sqrt(self._mean_sq)
         base = base_daily * math.sqrt(p.periods_per_year)

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from ata.quant.indicators import StreamingIndicator
-from ata.quant.windows import SlidingMoments
+from ata.quant.windows import SlidingMoments, SlidingRealizedVolatility
 
 __all__ = ["Bar", "MarketContext", "Signal", "Strategy", "StrategyParams", "clip_unit"]
 
@@ -137,17 +137,24 @@ class Strategy(ABC):
         # breakout position, a capped exposure, a flat band), which saves building one per bar.
         self._last_signal: Signal | None = None
 
-    @abstractmethod
-    def _horizon(self) -> int:
-        """The signal horizon in bars, from ``self.params``."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and cls.step is Strategy.step and cls.update is Strategy.update:
+            raise TypeError(f"strategy {cls.__name__} must implement step() or update()")
 
-    @abstractmethod
+    def _horizon(self) -> int:
+        """The signal horizon in bars, from ``self.params`` (1 unless a strategy says otherwise)."""
+        return 1
+
     def step(self, bar: Bar, context: MarketContext) -> float | None:
         """Advance the state by the bar that just closed; its raw (unclipped) strength, ``None``
-        during warm-up."""
+        during warm-up. Strategies written against ``update`` alone get this from their signal."""
+        signal = self.update(bar, context)
+        return None if signal is None else signal.strength
 
     def update(self, bar: Bar, context: MarketContext) -> Signal | None:
-        """The signal of the bar that just closed, or ``None`` during warm-up."""
+        """The signal of the bar that just closed, or ``None`` during warm-up. A strategy overrides
+        ``step`` (preferred: callers that discard signals skip building them) or this."""
         strength = self.step(bar, context)
         return None if strength is None else self.signal_of(strength)
 
@@ -159,6 +166,12 @@ class Strategy(ABC):
             return last
         last = self._last_signal = Signal(self.signal_name, (s > 0.0) - (s < 0.0), s, self.horizon_bars)
         return last
+
+    def _signal(self, strength: float, horizon_bars: int) -> Signal:
+        """A signal of ``strength`` (clipped) with an explicit horizon: for strategies that implement
+        ``update`` and choose the horizon per bar."""
+        s = clip_unit(strength) + 0.0
+        return Signal(self.signal_name, (s > 0.0) - (s < 0.0), s, max(1, int(horizon_bars)))
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state, restorable with :meth:`restore`."""
@@ -178,7 +191,7 @@ class Strategy(ABC):
         obj = cls(cls.params_type.from_dict(state["params"]))
         obj.signal_name = state["signal_name"]
         for n in cls._indicators:
-            indicator: StreamingIndicator = getattr(obj, n)
+            indicator: StreamingIndicator | SlidingRealizedVolatility = getattr(obj, n)
             setattr(obj, n, type(indicator).restore(state["indicators"][n]))
         for n in cls._windows:
             setattr(obj, n, SlidingMoments.restore(state["indicators"][n]))

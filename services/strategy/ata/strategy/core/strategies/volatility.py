@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ata.quant.indicators import RealizedVolatility
+from ata.quant.windows import SlidingRealizedVolatility
 from ata.strategy.core.strategies.base import Bar, MarketContext, Strategy, StrategyParams
 
 
@@ -34,7 +34,7 @@ class VolatilityManaged(Strategy):
 
     def __init__(self, params: VolManagedParams | None = None) -> None:
         super().__init__(params)
-        self._rv = RealizedVolatility(self.params.vol_window, self.params.periods_per_year)
+        self._rv = SlidingRealizedVolatility(self.params.vol_window, self.params.periods_per_year)
         self._target = self.params.target_vol_annual
 
     def _horizon(self) -> int:
