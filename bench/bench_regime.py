@@ -1,4 +1,9 @@
-"""Regime detection: hot-path cost per symbol-bar, detector alone and with its events (fits run off the hot path)."""
+"""Regime detection: hot-path cost per symbol-bar (fits run off the hot path).
+
+The goal is on what the service pays per bar: the detector's update *and* building the
+``RegimeStateUpdated`` / ``RegimeChanged`` events it publishes (``on_bar``). The detector
+alone is reported beside it, labelled, as information.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +59,8 @@ def _with_events(det: RegimeDetector, bars: list[BarClosed]) -> None:
         det.needs_refit()
 
 
-_LOOPS = {"detector": _detector_only, "with events": _with_events}
+#: Per loop: whether its per symbol-bar CPU cost carries the goal.
+_LOOPS = {"service (detector + events)": (_with_events, True), "info: detector only, no events": (_detector_only, False)}
 _CLOCKS = {"CPU": time.process_time, "wall": time.perf_counter}
 
 
@@ -67,9 +73,9 @@ def _empty_loop_ns(clock: Callable[[], float]) -> float:
 
 @benchmark(
     name="regime.hot_path",
-    goal="per symbol-bar CPU cost of regime detection (factors, filters, label, confirmation), "
-    "detector alone and with its events, <= 50 us for 1 and 100 symbols",
-    params={"symbols": [1, 100], "warmup_bars": 300, "timed_bars": 300, "seed": 3, "repeat": 3},
+    goal="per symbol-bar CPU cost of the service's per-bar work (factors, filters, label, confirmation "
+    "and the events built from them) <= 50 us for 1 and 100 symbols; the detector alone is information",
+    params={"symbols": [1, 100], "warmup_bars": 300, "timed_bars": 300, "seed": 3, "repeat": 5},
     quick={"symbols": [1, 20], "timed_bars": 100, "repeat": 1},
 )
 def bench_hot_path(ctx: Context) -> Iterator[Metric]:
@@ -94,13 +100,14 @@ def bench_hot_path(ctx: Context) -> Iterator[Metric]:
         ctx.status(f"{n_symbols} symbols: timing")
         best: dict[tuple[str, str], float] = {}
         for _ in range(ctx.params["repeat"]):  # best of: the least disturbed run
-            for what, loop in _LOOPS.items():
+            for what, (loop, _) in _LOOPS.items():
                 for clock_name, clock in _CLOCKS.items():
                     det = RegimeDetector.restore(warmed, params)
                     start = clock()
                     loop(det, timed_bars)
                     us = (clock() - start) / len(timed_bars) * 1e6
                     best[what, clock_name] = min(us, best.get((what, clock_name), math.inf))
-        for what in _LOOPS:
-            yield Metric(f"{n_symbols} symbols: {what} per symbol-bar, CPU", best[what, "CPU"], "us", at_most=50.0)
+        for what, (_, has_goal) in _LOOPS.items():
+            goal = 50.0 if has_goal else None
+            yield Metric(f"{n_symbols} symbols: {what} per symbol-bar, CPU", best[what, "CPU"], "us", at_most=goal)
             yield Metric(f"{n_symbols} symbols: {what} per symbol-bar, wall", best[what, "wall"], "us")

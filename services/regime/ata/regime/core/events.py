@@ -1,13 +1,13 @@
 """From bars to regime events: the detector behind the event contract of ``regime.states.v1``.
 
-``RegimeStateUpdated`` is built once per key and bar, so it is built with
-:mod:`ata.events.fastpath`: its id is uuid5 via ``hashlib``, and the model is assembled
-without re-validating values the detector produced. That path is taken only when every
-value provably passes the model's validation unchanged (Python floats, finite,
-probabilities in [0, 1], a symbol and source the validated path accepted before, a
-timestamp in range); anything else goes through the validated constructor, which
-raises the same ``ValidationError`` as before. The tests hold both paths to identical
-events (equality, fields set, JSON bytes).
+``RegimeStateUpdated`` is built once per key and bar (and ``RegimeChanged`` beside it on a
+confirmed change), so both are built with :mod:`ata.events.fastpath`: ids are uuid5 via
+``hashlib``, and the models are assembled without re-validating values the detector
+produced. That path is taken only when every value provably passes the model's
+validation unchanged (Python floats, finite, probabilities in [0, 1], a symbol and source
+the validated path accepted before, a timestamp in range); anything else goes through
+the validated constructor, which raises the same ``ValidationError`` as before. The
+tests hold both paths to identical events (equality, fields set, JSON bytes).
 """
 
 from __future__ import annotations
@@ -42,9 +42,13 @@ _FIELDS = (
     "factors",
     "transition_matrix",
 )
-#: False if the model gained a hook or field this module does not fill: then every event is validated.
+#: The fields ``_assembled_change_event`` fills, in declaration order.
+_CHANGE_FIELDS = (*_FIELDS[:9], "previous", "current", "confidence")
+#: False if a model gained a hook or field this module does not fill: then its events are validated.
 _ASSEMBLABLE = assemblable(RegimeStateUpdated, _FIELDS)
+_CHANGE_ASSEMBLABLE = assemblable(RegimeChanged, _CHANGE_FIELDS)
 _SCHEMA_VERSION = RegimeStateUpdated.SCHEMA_VERSION
+_CHANGE_SCHEMA_VERSION = RegimeChanged.SCHEMA_VERSION
 
 #: Symbols and sources the validated constructor has accepted (they are checked by pattern/length there).
 _accepted_symbols: set[str] = set()
@@ -156,6 +160,27 @@ def _assembled_state_event(cause: BarClosed, event_id: UUID, state: RegimeState,
     return assembled(RegimeStateUpdated, values)
 
 
+def _assembled_change_event(cause: BarClosed, event_id: UUID, state: RegimeState, source: str) -> RegimeChanged:
+    """The ``RegimeChanged`` of a state whose ``RegimeStateUpdated`` was assembled (so its symbol, source,
+    timestamp, confirmed label and confidence passed the checks) and whose previous label is a label or None."""
+    ts = state.ts_event
+    values = {
+        "event_id": event_id,
+        "event_type": "RegimeChanged",
+        "schema_version": _CHANGE_SCHEMA_VERSION,
+        "ts_event": ts,
+        "ts_init": ts,
+        "source": source,
+        "correlation_id": cause.correlation_id,
+        "causation_id": cause.event_id,
+        "symbol": state.key,
+        "previous": state.previous_label,
+        "current": state.confirmed_label,
+        "confidence": state.confidence,
+    }
+    return assembled(RegimeChanged, values)
+
+
 def state_events(cause: BarClosed, states: list[RegimeState], source: str, *, floats: bool = False) -> list[Message]:
     """``RegimeStateUpdated`` per state, plus ``RegimeChanged`` right after it when the change is confirmed.
 
@@ -166,13 +191,20 @@ def state_events(cause: BarClosed, states: list[RegimeState], source: str, *, fl
     out: list[Message] = []
     cause_id = cause.event_id.bytes
     names = _id_names(source, "RegimeStateUpdated")
+    change_names = _id_names(source, "RegimeChanged")
     for state in states:
         index = len(out)
-        if index < _MAX_INDICES and _fast_state_allowed(state, source, floats):
+        fast = index + 1 < _MAX_INDICES and _fast_state_allowed(state, source, floats)
+        if fast:
             out.append(_assembled_state_event(cause, uuid5_of(cause_id, names[index]), state, source))
         else:
             out.append(_validated_state_event(cause, index, state, source))
-        if state.changed:
+        if not state.changed:
+            continue
+        previous = state.previous_label
+        if fast and _CHANGE_ASSEMBLABLE and (previous is None or type(previous) is RegimeLabel):
+            out.append(_assembled_change_event(cause, uuid5_of(cause_id, change_names[index + 1]), state, source))
+        else:
             out.append(
                 RegimeChanged.caused_by(
                     cause,
