@@ -1,17 +1,20 @@
-"""``SlidingRealizedVolatility`` against the streaming ``RealizedVolatility``: values bit for bit,
-snapshots interchangeable in both directions. (``SlidingMoments`` against ``Sma`` / ``RollingStd`` /
-``ZScore`` is held to the same standard in the regime service's hot-path tests.)"""
+"""``SlidingRealizedVolatility`` and ``SlidingChannel`` against the streaming ``RealizedVolatility``
+and ``Donchian``: values bit for bit, snapshots interchangeable in both directions. (``SlidingMoments``
+against ``Sma`` / ``RollingStd`` / ``ZScore`` is held to the same standard in the regime service's
+hot-path tests.)"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ata.quant.indicators import RealizedVolatility
-from ata.quant.windows import SlidingRealizedVolatility
+from ata.quant.indicators import Donchian, RealizedVolatility
+from ata.quant.windows import SlidingChannel, SlidingRealizedVolatility
 
 #: Prices from a small grid (repeats give zero returns and constant windows) or anywhere positive.
 _prices = st.one_of(st.integers(min_value=1, max_value=6).map(lambda i: i / 2.0),
@@ -51,6 +54,39 @@ def test_sliding_realized_volatility_resumes_from_either_snapshot(head: list[flo
     assert from_indicator.snapshot() == indicator.snapshot()
 
 
-def test_a_restore_refuses_another_kind_of_snapshot() -> None:
-    with pytest.raises(ValueError, match="RealizedVolatility"):
-        SlidingRealizedVolatility.restore({"kind": "Sma", "version": 1})
+def _bars(prices: list[float], spreads: list[float]) -> list[tuple[float, float]]:
+    return [(p + s, p) for p, s in zip(prices, spreads, strict=False)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(prices=st.lists(_prices, max_size=120), spreads=st.lists(_prices, min_size=120, max_size=120),
+       window=st.integers(min_value=1, max_value=25))
+def test_sliding_channel_equals_donchian_exactly(prices: list[float], spreads: list[float], window: int) -> None:
+    ours, theirs = SlidingChannel(window), Donchian(window)
+    for high, low in _bars(prices, spreads):
+        (u1, l1), (u2, l2) = ours.update(high, low), theirs.update(high, low)
+        assert _same(u1, u2) and _same(l1, l2)
+    assert ours.snapshot() == theirs.snapshot()
+
+
+@settings(max_examples=100, deadline=None)
+@given(head=st.lists(_prices, max_size=60), tail=st.lists(_prices, min_size=1, max_size=40),
+       window=st.integers(min_value=1, max_value=12))
+def test_sliding_channel_resumes_from_either_snapshot(head: list[float], tail: list[float], window: int) -> None:
+    indicator, sliding = Donchian(window), SlidingChannel(window)
+    for p in head:
+        indicator.update(p * 1.5, p)
+        sliding.update(p * 1.5, p)
+    from_indicator, back = SlidingChannel.restore(indicator.snapshot()), Donchian.restore(sliding.snapshot())
+    for p in tail:
+        expected = indicator.update(p * 1.5, p)
+        for got in (from_indicator.update(p * 1.5, p), back.update(p * 1.5, p)):
+            assert _same(got[0], expected[0]) and _same(got[1], expected[1])
+    assert from_indicator.snapshot() == indicator.snapshot()
+
+
+@pytest.mark.parametrize(("restore", "kind"), [(SlidingRealizedVolatility.restore, "RealizedVolatility"),
+                                               (SlidingChannel.restore, "Donchian")])
+def test_a_restore_refuses_another_kind_of_snapshot(restore: Callable[[dict[str, Any]], object], kind: str) -> None:
+    with pytest.raises(ValueError, match=kind):
+        restore({"kind": "Sma", "version": 1})

@@ -181,3 +181,59 @@ class SlidingRealizedVolatility:
             obj.prev_price = float(state["prev_price"])
             obj.log_prev = math.log(obj.prev_price)
         return obj
+
+
+class SlidingChannel:
+    """Highest high and lowest low of the last ``window`` bars: the streaming ``Donchian`` of
+    :mod:`ata.quant.indicators` (exact, same snapshot format) without per-call validation. Two
+    monotonic deques of ``(index, value)``: amortised O(1) per bar."""
+
+    __slots__ = ("count", "highs", "lows", "window")
+
+    def __init__(self, window: int) -> None:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be an integer >= 1, got {window!r}")
+        self.window = window
+        self.count = 0
+        self.highs: deque[tuple[int, float]] = deque()  # values strictly decreasing from the front
+        self.lows: deque[tuple[int, float]] = deque()  # values strictly increasing from the front
+
+    def update(self, high: float, low: float) -> tuple[float, float]:
+        """Add a bar; ``(upper, lower)`` over the last ``window`` bars, NaNs until that many."""
+        i = self.count
+        highs, lows = self.highs, self.lows
+        while highs and highs[-1][1] <= high:
+            highs.pop()
+        highs.append((i, high))
+        while lows and lows[-1][1] >= low:
+            lows.pop()
+        lows.append((i, low))
+        self.count = i = i + 1
+        expired = i - 1 - self.window  # one bar leaves the window per update
+        if highs[0][0] <= expired:
+            highs.popleft()
+        if lows[0][0] <= expired:
+            lows.popleft()
+        if i < self.window:
+            return math.nan, math.nan
+        return highs[0][1], lows[0][1]
+
+    def snapshot(self) -> dict[str, Any]:
+        """State as ``Donchian.snapshot()`` gives it."""
+        def side(sign: int, candidates: deque[tuple[int, float]]) -> dict[str, Any]:
+            return {"kind": "_MonotonicExtreme", "version": 1, "window": self.window, "sign": sign,
+                    "count": self.count, "candidates": [[i, v] for i, v in candidates]}
+
+        return {"kind": "Donchian", "version": 1, "_upper": side(1, self.highs), "_lower": side(-1, self.lows)}
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> SlidingChannel:
+        """Rebuild from :meth:`snapshot` output (or a ``Donchian`` snapshot)."""
+        if state.get("kind") != "Donchian" or state.get("version") != 1:
+            raise ValueError(f"not a Donchian v1 snapshot: kind={state.get('kind')!r}")
+        upper, lower = state["_upper"], state["_lower"]
+        obj = cls(int(upper["window"]))
+        obj.count = int(upper["count"])
+        obj.highs.extend((int(i), float(v)) for i, v in upper["candidates"])
+        obj.lows.extend((int(i), float(v)) for i, v in lower["candidates"])
+        return obj
