@@ -4,9 +4,12 @@
   every built-in strategy (regime-adaptive: two parameterisations each), performance tracking,
   switching, aggregation by regime and the conflict rule, through the event engine (BarClosed in,
   SignalGenerated x N + TargetProposed out), in CPU time (wall time for information). Also: the
-  engine publishing targets only, the meta-strategy alone (no event objects), and a fixed
-  reference workload timed in the same run, to compare runs on differently loaded machines.
-- ``strategy.rl_action``: one action of a PPO-shaped numpy policy (17 features, 64x64 tanh).
+  same engine with an RL policy that aggregates in every regime (online features and one policy
+  action per symbol-bar on top), the engine publishing targets only, the meta-strategy alone (no
+  event objects), and a fixed reference workload timed in the same run, to compare runs on
+  differently loaded machines.
+- ``strategy.rl_action``: one action of a PPO-shaped numpy policy (17 features, 64x64 tanh), CPU
+  time (wall time for information).
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from ata.events import RegimeLabel
-from ata.strategy.core import MetaStrategy, StrategyEngine
+from ata.strategy.core import MetaConfig, MetaStrategy, Method, StrategyEngine
 from ata.strategy.core.features import FEATURE_NAMES
 from ata.strategy.core.policy import NumpyPolicy
 from ata.strategy.data import load_bars
 from ata.strategy.rl_env import action_table
 from ata.strategy.testing import bar_event, regime_state
-from bench.runner import Context, Metric, benchmark, timeit
+from bench.runner import Context, Metric, benchmark
 
 SYMBOLS = tuple(f"S{i:02d}" for i in range(10))
 
@@ -38,6 +41,16 @@ def _per_item_us(run: Callable[[], object], items: int) -> tuple[float, float]:
 
 
 REFERENCE_STEPS = 200_000
+
+
+def ppo_shaped_policy(strategies: tuple[str, ...], seed: int = 0) -> NumpyPolicy:
+    """A policy shaped like SB3's PPO default actor (two 64-unit tanh layers) with random weights."""
+    rng = np.random.default_rng(seed)
+    n_features, n_actions = len(FEATURE_NAMES), len(strategies) + 1
+    shapes = [(64, n_features), (64, 64), (n_actions, 64)]
+    return NumpyPolicy(kind="ppo", activation="tanh", strategies=strategies, actions=action_table(len(strategies)),
+                       obs_mean=np.zeros(n_features), obs_std=np.ones(n_features),
+                       weights=tuple(rng.normal(0, 0.3, s) for s in shapes), biases=tuple(np.zeros(s[0]) for s in shapes))
 
 
 def _reference_work() -> None:
@@ -61,8 +74,8 @@ def bench_stack(ctx: Context) -> Iterator[Metric]:
     labels = list(RegimeLabel)
     regimes = [regime_state("_market", series[0][t].ts_ns - 1, labels[(t // 50) % len(labels)]) for t in range(n)]
 
-    def engine_run(publish_signals: bool) -> Callable[[], object]:
-        engine = StrategyEngine(publish_signals=publish_signals)
+    def engine_run(publish_signals: bool, meta: MetaStrategy | None = None) -> Callable[[], object]:
+        engine = StrategyEngine(meta, publish_signals=publish_signals)
         for r in regimes:
             engine.handle(r)
         return lambda: sum(len(engine.handle(e)) for e in events)
@@ -70,6 +83,10 @@ def bench_stack(ctx: Context) -> Iterator[Metric]:
     reference_us = min(_per_item_us(_reference_work, REFERENCE_STEPS // 1000)[0] for _ in range(3))
     ctx.status(f"engine: {len(events):,} symbol-bars")
     engine_cpu, engine_wall = _per_item_us(engine_run(publish_signals=True), len(events))
+    ctx.status("engine with the RL policy")
+    rl_config = MetaConfig(methods_by_regime=dict.fromkeys(labels, Method.RL))
+    rl_meta = MetaStrategy(rl_config, policy=ppo_shaped_policy(rl_config.strategies))
+    rl_cpu, _ = _per_item_us(engine_run(publish_signals=True, meta=rl_meta), len(events))
     ctx.status("engine, targets only")
     lean_cpu, _ = _per_item_us(engine_run(publish_signals=False), len(events))
     meta = MetaStrategy()
@@ -84,6 +101,7 @@ def bench_stack(ctx: Context) -> Iterator[Metric]:
     meta_cpu, _ = _per_item_us(meta_run, len(events))
     yield Metric("engine_cpu_per_symbol_bar", engine_cpu, "us", at_most=200.0)
     yield Metric("engine_wall_per_symbol_bar", engine_wall, "us")
+    yield Metric("engine_rl_cpu_per_symbol_bar", rl_cpu, "us", at_most=200.0)
     yield Metric("engine_targets_only_cpu_per_symbol_bar", lean_cpu, "us")
     yield Metric("meta_cpu_per_symbol_bar", meta_cpu, "us")
     yield Metric("reference_cpu_per_1000_steps", reference_us, "us")
@@ -92,22 +110,19 @@ def bench_stack(ctx: Context) -> Iterator[Metric]:
 
 @benchmark(
     name="strategy.rl_action",
-    goal="numpy RL policy action <= 50 us",
+    goal="numpy RL policy action <= 50 us CPU",
     params={"calls": 20_000},
     quick={"calls": 2_000},
 )
 def bench_rl_action(ctx: Context) -> Iterator[Metric]:
-    rng = np.random.default_rng(0)
-    n_features, n_actions = len(FEATURE_NAMES), 7
-    shapes = [(64, n_features), (64, 64), (n_actions, 64)]
-    policy = NumpyPolicy(kind="ppo", activation="tanh", strategies=tuple(f"s{i}" for i in range(6)),
-                         actions=action_table(6), obs_mean=np.zeros(n_features), obs_std=np.ones(n_features),
-                         weights=tuple(rng.normal(0, 0.3, s) for s in shapes), biases=tuple(np.zeros(s[0]) for s in shapes))
-    states = rng.normal(size=(ctx.params["calls"], n_features))
+    policy = ppo_shaped_policy(tuple(f"s{i}" for i in range(6)))
+    states = np.random.default_rng(1).normal(size=(ctx.params["calls"], policy.n_features))
 
     def run() -> None:
         for x in states:
             policy.act(x)
 
-    timing = timeit(run, repeat=3, warmup=1)
-    yield Metric("action", timing.best / len(states) * 1e6, "us", at_most=50.0)
+    run()  # warm-up
+    cpu, wall = min(_per_item_us(run, len(states)) for _ in range(3))
+    yield Metric("action_cpu", cpu, "us", at_most=50.0)
+    yield Metric("action_wall", wall, "us")

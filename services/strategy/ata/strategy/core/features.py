@@ -27,8 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ata.events import RegimeLabel
-from ata.quant.indicators import Donchian
-from ata.quant.windows import SlidingMoments, SlidingRealizedVolatility
+from ata.quant.windows import SlidingChannel, SlidingMoments, SlidingRealizedVolatility
 from ata.strategy.core.strategies import Bar, MarketContext, is_volatile
 
 REGIME_LABELS: tuple[str, ...] = tuple(label.value for label in RegimeLabel)
@@ -53,7 +52,7 @@ class OnlineFeatures:
         self._vol100 = SlidingRealizedVolatility(100)
         self._z = SlidingMoments(20)
         self._sma = SlidingMoments(50)
-        self._peak = Donchian(63)
+        self._peak = SlidingChannel(63)
 
     def update(self, bar: Bar, context: MarketContext) -> FloatVector | None:
         c = bar.close
@@ -107,5 +106,5 @@ class OnlineFeatures:
         obj._vol100 = SlidingRealizedVolatility.restore(state["vol100"])
         obj._z = SlidingMoments.restore(state["z"])
         obj._sma = SlidingMoments.restore(state["sma"])
-        obj._peak = Donchian.restore(state["peak"])
+        obj._peak = SlidingChannel.restore(state["peak"])
         return obj

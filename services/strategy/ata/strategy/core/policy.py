@@ -38,6 +38,9 @@ class NumpyPolicy:
     biases: tuple[FloatArray, ...]
     _layers: tuple[tuple[FloatArray, FloatArray], ...] = field(init=False, repr=False, compare=False)
     _relu: bool = field(init=False, repr=False, compare=False)
+    # One output buffer per layer, reused by every forward pass (no per-call allocation): a policy
+    # object must not be used from two threads at once.
+    _scratch: tuple[FloatArray, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -61,22 +64,33 @@ class NumpyPolicy:
         object.__setattr__(self, "_layers", tuple(zip(folded, (self.biases[0] - first @ self.obs_mean, *self.biases[1:]),
                                                        strict=True)))
         object.__setattr__(self, "_relu", self.activation == "relu")
+        object.__setattr__(self, "_scratch", tuple(np.empty(w.shape[0]) for w in self.weights))
 
     @property
     def n_features(self) -> int:
         return int(self.obs_mean.shape[0])
 
+    def _forward(self, obs: FloatArray) -> FloatArray:
+        """The output layer of a raw observation, in a scratch buffer the next call overwrites."""
+        x = obs
+        last = self._scratch[-1]
+        for (w, b), out in zip(self._layers, self._scratch, strict=True):
+            np.dot(w, x, out=out)
+            np.add(out, b, out=out)
+            if out is not last:
+                if self._relu:
+                    np.maximum(out, 0.0, out=out)
+                else:
+                    np.tanh(out, out=out)
+            x = out
+        return x
+
     def outputs(self, obs: FloatArray) -> FloatArray:
         """Logits (PPO) or Q-values (DQN) of a raw (unstandardised) observation."""
-        *hidden, (w_out, b_out) = self._layers
-        x = obs
-        for w, b in hidden:
-            x = w @ x + b
-            x = np.maximum(x, 0.0, out=x) if self._relu else np.tanh(x, out=x)
-        return np.asarray(w_out @ x + b_out, dtype=np.float64)
+        return self._forward(obs).copy()
 
     def act(self, obs: FloatArray) -> int:
-        return int(np.argmax(self.outputs(obs)))
+        return int(self._forward(obs).argmax())
 
     def strategy_weights(self, obs: FloatArray) -> dict[str, float]:
         """Weights over strategies of the chosen action."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from ata.quant.indicators import StreamingIndicator
-from ata.quant.windows import SlidingMoments, SlidingRealizedVolatility
+from ata.quant.windows import SlidingChannel, SlidingMoments, SlidingRealizedVolatility
 
 __all__ = ["Bar", "MarketContext", "Signal", "Strategy", "StrategyParams", "clip_unit"]
 
@@ -191,7 +191,7 @@ class Strategy(ABC):
         obj = cls(cls.params_type.from_dict(state["params"]))
         obj.signal_name = state["signal_name"]
         for n in cls._indicators:
-            indicator: StreamingIndicator | SlidingRealizedVolatility = getattr(obj, n)
+            indicator: StreamingIndicator | SlidingRealizedVolatility | SlidingChannel = getattr(obj, n)
             setattr(obj, n, type(indicator).restore(state["indicators"][n]))
         for n in cls._windows:
             setattr(obj, n, SlidingMoments.restore(state["indicators"][n]))

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ata.quant.indicators import Donchian
+from ata.quant.windows import SlidingChannel
 from ata.strategy.core.strategies.base import Bar, MarketContext, Strategy, StrategyParams
 
 
@@ -33,7 +33,7 @@ class DonchianBreakout(Strategy):
 
     def __init__(self, params: DonchianParams | None = None) -> None:
         super().__init__(params)
-        self._channel = Donchian(self.params.window)
+        self._channel = SlidingChannel(self.params.window)
         self._upper = math.nan
         self._lower = math.nan
         self._position = 0
