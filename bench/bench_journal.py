@@ -13,7 +13,8 @@ same-run raw reference tells a slow journal from a contended machine.
   redelivery (all duplicates) and PostgreSQL (COPY). Goal: >= 50,000 events per CPU second on SQLite.
 - ``journal.replay``: reading the journal back in order, raw rows and decoded typed messages.
 - ``journal.recovery``: a journal of ``events`` market events with a snapshot every
-  ``snapshot_every`` events (what the service's periodic snapshots leave behind); recovery is
+  ``snapshot_every`` events (what the service's periodic snapshots leave behind: one every 60 s by
+  default, so 50,000 events stand for a steady ~830 events/s); recovery is
   restoring the latest snapshot and folding the tail through the risk core and the order book.
   Goal: <= 5 s of CPU for 1,000,000 events.
 """

@@ -32,6 +32,7 @@ class JournalSettings(ServiceSettings):
     retry_max_ms: int = Field(default=5000, ge=1, description="Longest wait between write retries")
     availability_topic: str = Field(default=AVAILABILITY_TOPIC, min_length=1,
                                     description="Where JournalAvailabilityChanged is published")
-    snapshot_interval_s: float = Field(default=0.0, ge=0,
-                                       description="Period of portfolio/orders/risk snapshots built from the journal; 0: off")
+    snapshot_interval_s: float = Field(
+        default=60.0, ge=0, description="Period of portfolio/orders/risk snapshots built from the journal; recovery folds "
+                                        "the events after the latest one, so this bounds its work; 0: off")
     snapshot_min_events: int = Field(default=1000, ge=1, description="Events since the last snapshot before a new one")

@@ -31,7 +31,6 @@ from ata.journal.core.records import JournalRecord, to_record
 from ata.journal.snapshots import take_snapshots
 from ata.journal.store import JournalStore, StoreUnavailableError, make_store
 from ata.runtime import kafka, metrics
-from ata.runtime.codec import from_kafka_headers
 from ata.runtime.config import RuntimeSettings, load_settings
 from ata.runtime.resilience import Backoff
 from ata.runtime.service import Service, run_service
@@ -139,8 +138,7 @@ class JournalService(Service):
     def convert(fetched: dict[TopicPartition, list[ConsumerRecord]]) -> tuple[list[JournalRecord], dict[TopicPartition, int]]:
         """A fetch (``getmany``'s answer) as journal records, and the next offset to commit per partition."""
         records = [
-            to_record(r.topic, r.partition, r.offset, r.key, r.value, from_kafka_headers(r.headers),
-                      r.timestamp if r.timestamp is not None else -1)
+            to_record(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp if r.timestamp is not None else -1)
             for batch in fetched.values() for r in batch
         ]
         positions = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}

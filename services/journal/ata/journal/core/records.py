@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -99,9 +99,19 @@ def _undecodable(topic: str, partition: int, offset: int, key: str | None, raw: 
                          None, None, None, headers, payload)
 
 
+def headers_json(headers: Mapping[str, str] | Sequence[tuple[str, bytes | None]]) -> str:
+    """Headers as JSON object text, from a mapping or from the Kafka client's ``(key, bytes)`` list (undecodable
+    bytes replaced, a repeated key keeps its last value: what :func:`ata.runtime.codec.from_kafka_headers` gives)."""
+    if not headers:
+        return "{}"
+    if isinstance(headers, Mapping):
+        return orjson.dumps(headers if type(headers) is dict else dict(headers)).decode()
+    return orjson.dumps({key: (value or b"").decode("utf-8", "replace") for key, value in headers}).decode()
+
+
 def to_record(topic: str, partition: int, offset: int, key: bytes | str | None, value: bytes | None,  # noqa: PLR0917
-              headers: Mapping[str, str], timestamp_ms: int = -1) -> JournalRecord:
-    """The journal row for one consumed record (see the module contract).
+              headers: Mapping[str, str] | Sequence[tuple[str, bytes | None]], timestamp_ms: int = -1) -> JournalRecord:
+    """The journal row for one consumed record (see the module contract); ``headers`` as :func:`headers_json` takes them.
 
     Runs once per consumed record, so it reads the parsed object with exact type checks
     (``type(x) is int`` also refuses ``bool``, as the contract wants) and builds the tuple
@@ -109,7 +119,7 @@ def to_record(topic: str, partition: int, offset: int, key: bytes | str | None, 
     """
     key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     raw = value or b""
-    headers_text = orjson.dumps(headers if type(headers) is dict else dict(headers)).decode() if headers else "{}"
+    headers_text = headers_json(headers)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
