@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from typing import Any
 from uuid import UUID
 
 from ata.events import Message
@@ -47,8 +48,6 @@ _CHANGE_FIELDS = (*_FIELDS[:9], "previous", "current", "confidence")
 #: False if a model gained a hook or field this module does not fill: then its events are validated.
 _ASSEMBLABLE = assemblable(RegimeStateUpdated, _FIELDS)
 _CHANGE_ASSEMBLABLE = assemblable(RegimeChanged, _CHANGE_FIELDS)
-_SCHEMA_VERSION = RegimeStateUpdated.SCHEMA_VERSION
-_CHANGE_SCHEMA_VERSION = RegimeChanged.SCHEMA_VERSION
 
 #: Symbols and sources the validated constructor has accepted (they are checked by pattern/length there).
 _accepted_symbols: set[str] = set()
@@ -137,47 +136,41 @@ def _validated_state_event(cause: BarClosed, index: int, state: RegimeState, sou
     return event
 
 
-def _assembled_state_event(cause: BarClosed, event_id: UUID, state: RegimeState, source: str) -> RegimeStateUpdated:
-    """The event :func:`_validated_state_event` makes, for a state :func:`_fast_state_allowed` accepted."""
+def _envelope(cls: type[Message], cause: BarClosed, event_id: UUID, state: RegimeState, source: str) -> dict[str, Any]:
+    """The envelope and symbol of an assembled ``cls``, as ``caused_by`` fills them (fields in declaration order)."""
     ts = state.ts_event
-    values = {
+    return {
         "event_id": event_id,
-        "event_type": "RegimeStateUpdated",
-        "schema_version": _SCHEMA_VERSION,
+        "event_type": cls.__name__,
+        "schema_version": cls.SCHEMA_VERSION,
         "ts_event": ts,
         "ts_init": ts,
         "source": source,
         "correlation_id": cause.correlation_id,
         "causation_id": cause.event_id,
         "symbol": state.key,
-        "label": state.label,
-        "confirmed_label": state.confirmed_label,
-        "probabilities": {label._value_: p for label, p in state.probabilities.items()},
-        "confidence": state.confidence,
-        "factors": dict(state.factors),
-        "transition_matrix": state.transition_matrix,
     }
+
+
+def _assembled_state_event(cause: BarClosed, event_id: UUID, state: RegimeState, source: str) -> RegimeStateUpdated:
+    """The event :func:`_validated_state_event` makes, for a state :func:`_fast_state_allowed` accepted."""
+    values = _envelope(RegimeStateUpdated, cause, event_id, state, source)
+    values["label"] = state.label
+    values["confirmed_label"] = state.confirmed_label
+    values["probabilities"] = {label._value_: p for label, p in state.probabilities.items()}
+    values["confidence"] = state.confidence
+    values["factors"] = dict(state.factors)
+    values["transition_matrix"] = state.transition_matrix
     return assembled(RegimeStateUpdated, values)
 
 
 def _assembled_change_event(cause: BarClosed, event_id: UUID, state: RegimeState, source: str) -> RegimeChanged:
     """The ``RegimeChanged`` of a state whose ``RegimeStateUpdated`` was assembled (so its symbol, source,
     timestamp, confirmed label and confidence passed the checks) and whose previous label is a label or None."""
-    ts = state.ts_event
-    values = {
-        "event_id": event_id,
-        "event_type": "RegimeChanged",
-        "schema_version": _CHANGE_SCHEMA_VERSION,
-        "ts_event": ts,
-        "ts_init": ts,
-        "source": source,
-        "correlation_id": cause.correlation_id,
-        "causation_id": cause.event_id,
-        "symbol": state.key,
-        "previous": state.previous_label,
-        "current": state.confirmed_label,
-        "confidence": state.confidence,
-    }
+    values = _envelope(RegimeChanged, cause, event_id, state, source)
+    values["previous"] = state.previous_label
+    values["current"] = state.confirmed_label
+    values["confidence"] = state.confidence
     return assembled(RegimeChanged, values)
 
 
