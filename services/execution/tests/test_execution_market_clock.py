@@ -78,3 +78,48 @@ async def test_an_order_after_a_replayed_bar_fills_at_the_next_replayed_bar(
     assert fill.ts_event == second.ts_event  # judged at the replayed bar, in its time
     assert fill.price == second.open  # a market order placed after the first bar trades at the next bar's open
     assert service.clock() == second.ts_event
+
+
+async def test_a_restart_mid_replay_stamps_its_reconciliation_with_market_time(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The in-process simulated broker forgets its orders with the process: the restarted service closes the open
+    order as unknown at the broker, at the market time of its record, never at the wall clock (which risk, on
+    market time, would take for the present and then find every replayed bar stale)."""
+    namespace = f"c{uuid.uuid4().hex[:10]}"
+    registry = namespaced_registry(namespace)
+    await asyncio.to_thread(provision_topics, kafka_bootstrap, registry)
+    settings = ExecutionSettings(topic_namespace=namespace, redis_prefix=f"test:{namespace}", journal_recovery="off")
+
+    def service(instance: str) -> ExecutionService:
+        return ExecutionService(RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, http_port=0,
+                                                state_dir=tmp_path, instance_id=instance), settings)
+
+    first = bar(0, 100.0)
+    intent = uuid.uuid4()
+    cmd = SubmitOrder.caused_by(first, source="risk/test", intent_id=intent, client_order_id=client_order_id_for(intent),
+                                symbol="AAPL", side=Side.BUY, quantity=5.0)
+    events_topic = namespaced("orders.events.v1", namespace)
+    before = service("exec-before")
+    await before.start()
+    try:
+        async with KafkaBus(RuntimeSettings(kafka_bootstrap=kafka_bootstrap, instance_id="md-test"), service="md",
+                            registry=registry) as bus:
+            await bus.publish_to(namespaced(BARS, namespace), first, key="AAPL")
+            await bus.publish_to(namespaced(COMMANDS, namespace), cmd, key=cmd.client_order_id)
+            await read_topic(kafka_bootstrap, events_topic, lambda ms: any(m.event_type == "OrderAccepted" for m in ms))
+    finally:
+        await before.stop()
+
+    after = service("exec-after")
+    await after.start()
+    try:
+        def closed(messages: list[Message]) -> bool:
+            return any(m.source == "execution/exec-after" for m in messages)
+
+        restated = [m for m in await read_topic(kafka_bootstrap, events_topic, closed) if m.source == "execution/exec-after"]
+    finally:
+        await after.stop()
+    assert restated and {m.client_order_id for m in restated} == {cmd.client_order_id}  # type: ignore[attr-defined]
+    assert {m.ts_event for m in restated} == {first.ts_event}
+    assert after.clock() == first.ts_event

@@ -85,8 +85,10 @@ class JournalRecovery:
         log.warning("journal recovery skipped: %s", reason)
 
     async def run(self, ports: Sequence[BrokerPort], record: OrderStore, publisher: Publisher,
-                  source: str) -> RecoveryOutcome | None:
-        """Recover from the journal; None when skipped (optional and unusable). Raises :class:`JournalRecoveryError`."""
+                  source: str, *, now_ns: int | None = None) -> RecoveryOutcome | None:
+        """Recover from the journal; None when skipped (optional and unusable). Raises :class:`JournalRecoveryError`.
+
+        ``now_ns`` stamps the alignment events (default: the wall clock)."""
         self.attempts += 1
         try:
             recovery = importlib.import_module("ata.journal.recovery")
@@ -102,7 +104,8 @@ class JournalRecovery:
         store = stores.make_store(self.journal_url, prefix=self._prefix())
         try:
             await asyncio.to_thread(store.open)
-            folder, report = await recovery.recover(store, list(ports), policy, publisher=publisher, source=source)
+            folder, report = await recovery.recover(store, list(ports), policy, publisher=publisher, source=source,
+                                                    now_ns=now_ns)
         except (stores.StoreUnavailableError, OSError, ConfigError, BrokerError) as exc:
             self._fail(f"{type(exc).__name__}: {exc}")
             return None

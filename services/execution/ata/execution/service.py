@@ -145,12 +145,13 @@ class ExecutionService(Service):
         backoff = Backoff(initial_s=0.2, cap_s=5.0, max_attempts=None)
         attempt = 0
         recovered = self.recovery is None
+        await self._resume_market_time()
         while True:
             try:
                 if not recovered:
                     assert self.recovery is not None
                     ports = [route.port for route in self.engine.routes.values()]
-                    await self.recovery.run(ports, self.store, self.bus, self.source)
+                    await self.recovery.run(ports, self.store, self.bus, self.source, now_ns=self._engine_clock())
                     recovered = True
                 events = await self.engine.start()
                 break
@@ -161,6 +162,17 @@ class ExecutionService(Service):
         self._observe(events)
         await self.publish(events)
         self.log.info("reconciled with brokers", extra={"alignment_events": len(events), "orders": len(self.engine.orders)})
+
+    async def _resume_market_time(self) -> None:
+        """On market time, a restart in the middle of a replay stamps recovery and reconciliation with the latest time
+        in its own order record, not with the wall clock: services on market time (risk) take any event time for the
+        present, and a wall-clock stamp years after the replayed bars made every later bar look stale to them."""
+        if self._engine_clock is not self.clock or self.clock.started:
+            return
+        latest = max((max(int(d.get("created_ts", 0)), int(d.get("updated_ts", 0))) for d in await self.store.load()),
+                     default=0)
+        if latest:
+            self.clock.seed(latest)
 
     async def on_stop(self) -> None:
         for route in self.engine.routes.values():
