@@ -29,7 +29,7 @@ class RedisOrderStore:
         self._positions = f"{prefix}:positions"
         self._changed_orders: dict[str, TrackedOrder] = {}
         self._changed_positions: dict[str, dict[str, float]] = {}
-        self._next_write: asyncio.Future[None] | None = None  # resolved by the write that takes the current changes
+        self._waiting: list[asyncio.Future[None]] = []  # one per save, resolved by the write that takes its change
         self._writer: asyncio.Task[None] | None = None
         #: Round trips made by writes (for the bench and tests: batching is visible here).
         self.writes = 0
@@ -56,16 +56,16 @@ class RedisOrderStore:
 
     async def _committed(self) -> None:
         """Wait for the write that carries the changes marked so far."""
-        if self._next_write is None:
-            self._next_write = asyncio.get_running_loop().create_future()
-        waiter = self._next_write
+        # A future per caller: a cancelled caller cancels only its own, never the write others wait on.
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_all(), name="execution:store-writer")
-        await asyncio.shield(waiter)  # a cancelled caller must not cancel the write others wait on
+        await waiter
 
     async def _write_all(self) -> None:
-        while self._next_write is not None:
-            done, self._next_write = self._next_write, None
+        while self._waiting:
+            waiters, self._waiting = self._waiting, []
             orders, self._changed_orders = self._changed_orders, {}
             positions, self._changed_positions = self._changed_positions, {}
             # Serialised now, not when marked: a later state of the same order is what must be stored.
@@ -77,10 +77,13 @@ class RedisOrderStore:
                     pipe.hset(self._positions, mapping={b: orjson.dumps(p) for b, p in positions.items()})
                 await pipe.execute()
             except Exception as exc:  # every save carried by this write fails with it
-                done.set_exception(exc)
-                done.exception()  # retrieved: a waiter that was cancelled meanwhile must not leave it unobserved
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
             else:
-                done.set_result(None)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
             self.writes += 1
 
     async def close(self) -> None:

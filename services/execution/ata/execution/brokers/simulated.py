@@ -216,11 +216,13 @@ class SimulatedExchange:
 
     def numbered_updates(self, seq: int, limit: int = 10_000) -> list[tuple[int, BrokerOrder]]:
         """(seq, order snapshot) of the updates published after ``seq``, oldest first, at most ``limit``."""
-        if not self._updates:
+        newer = min(self._update_seq - seq, len(self._updates))  # seqs are consecutive up to the newest
+        if newer <= 0:
             return []
-        first = self._updates[0][0]
-        start = max(0, seq + 1 - first)
-        return list(itertools.islice(self._updates, start, start + limit))
+        # From the newest end: the cost is what is returned, not the length of the log.
+        batch = list(itertools.islice(reversed(self._updates), newer))
+        batch.reverse()
+        return batch[:limit]
 
     @property
     def update_seq(self) -> int:
