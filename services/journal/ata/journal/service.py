@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
 from typing import Any, ClassVar, Self
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -37,6 +38,8 @@ from ata.runtime.service import Service, run_service
 
 POLL_TIMEOUT_MS = 500
 PUBLISH_TIMEOUT_S = 5.0
+#: How long a drain waits for the batch in hand to be stored and committed (the store may be down).
+DRAIN_BATCH_TIMEOUT_S = 5.0
 
 WRITTEN = metrics.counter("ata_journal_events_written_total", "Events stored (new event ids)")
 DUPLICATES = metrics.counter("ata_journal_duplicates_total", "Consumed records whose event id was already stored")
@@ -121,9 +124,25 @@ class JournalService(Service):
             fetched: dict[TopicPartition, list[ConsumerRecord]] = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
             if not fetched:
                 continue
-            records, positions = self.convert(fetched)
-            await self._persist(consumer, records, positions)
-            await self._commit(consumer, positions)
+            await self._finish_on_drain(self._store_batch(consumer, fetched))
+
+    async def _store_batch(self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        records, positions = self.convert(fetched)
+        await self._persist(consumer, records, positions)
+        await self._commit(consumer, positions)
+
+    @staticmethod
+    async def _finish_on_drain(work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work``; if the service drains meanwhile, give it up to ``DRAIN_BATCH_TIMEOUT_S`` to
+        finish before the cancellation goes on. A clean stop then commits what it has stored, so a
+        restart does not read the batch again (a crash still may: the store drops the repeats)."""
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):  # a failure here only means the batch is redelivered
+                await asyncio.wait_for(task, DRAIN_BATCH_TIMEOUT_S)
+            raise
 
     async def _reopen(self) -> None:
         """Try the store again while idle, so availability comes back without waiting for new records."""
