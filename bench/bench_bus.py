@@ -11,8 +11,11 @@
   the same run. Produce: ``KafkaBus.publish`` (routing, keying, trace headers, metrics, acks)
   against a loop that encodes each message and sends it keyed by symbol. Consume: ``ConsumerLoop``
   (decode, topic type check, metrics, dead-letter guard, per-partition commits) against a loop
-  that decodes each value into its model and commits per partition batch; a bytes-only loop is
-  reported for reference.
+  that decodes each value into its model and commits each fetched batch; a bytes-only loop is
+  reported for reference. Each round runs raw and runtime back to back, alternating which goes
+  first; a ratio is the median over rounds of these pairs. Beside the best wall rates, the
+  median CPU time of this process per message tells how much of a gap is the runtime's own
+  work rather than the shared machine or the broker.
   Goal: runtime >= 70 % of raw for both.
 """
 
@@ -20,15 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from aiokafka import TopicPartition
 
 from ata.events import BarClosed, Message, Topic, TopicRegistry
 from ata.runtime import infra, kafka
@@ -158,6 +161,25 @@ def bench_roundtrip(ctx: Context) -> list[Metric]:
 # ----------------------------------------------------------------------------- throughput
 
 
+@dataclass
+class Phase:
+    """One measured phase: wall rate and this process's CPU per message (the broker is another process)."""
+
+    rate: float  # msg/s
+    cpu_us: float  # CPU microseconds of this process per message
+
+
+@contextlib.contextmanager
+def _cpu_clock() -> Iterator[list[float]]:
+    """Yields a list that holds this process's CPU seconds spent inside the block, once it exits."""
+    spent: list[float] = []
+    start = time.process_time()
+    try:
+        yield spent
+    finally:
+        spent.append(time.process_time() - start)
+
+
 async def _raw_produce(settings: RuntimeSettings, topic: str, messages: list[BarClosed]) -> float:
     """A hand-written aiokafka producer: encode each message, key it by symbol, await the acks per chunk."""
     producer = kafka.producer(settings)
@@ -180,8 +202,8 @@ async def _runtime_produce(bus: KafkaBus, messages: list[BarClosed]) -> float:
 
 
 async def _raw_consume(settings: RuntimeSettings, topic: str, count: int, typed: bool) -> float:
-    """A hand-written aiokafka group consumer: manual commit per fetched partition batch and, when
-    ``typed``, each value decoded into its model (what any consumer of typed events must do)."""
+    """A hand-written aiokafka group consumer: when ``typed``, each value decoded into its model (what any
+    consumer of typed events must do); one commit per fetched batch for all its partitions, as the runtime."""
     consumer = kafka.consumer(settings, f"raw-{uuid.uuid4().hex[:8]}", topic)
     await consumer.start()
     try:
@@ -190,14 +212,16 @@ async def _raw_consume(settings: RuntimeSettings, topic: str, count: int, typed:
         async with asyncio.timeout(TIMEOUT_S):
             while seen < count:
                 batches = await consumer.getmany(timeout_ms=1000)
-                if batches and start is None:
+                if not batches:
+                    continue
+                if start is None:
                     start = time.perf_counter()  # the group join is not throughput
-                for tp, records in batches.items():
+                for records in batches.values():
                     if typed:
                         for record in records:
                             decode(record.value)
                     seen += len(records)
-                    await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
+                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
         assert start is not None
         return count / (time.perf_counter() - start)
     finally:
@@ -224,48 +248,82 @@ async def _runtime_consume(bus: KafkaBus, topic: str, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-async def _throughput_round(bootstrap: str, messages: list[BarClosed]) -> dict[str, float]:
+async def _measure(count: int, run: Callable[[], Awaitable[float]]) -> Phase:
+    with _cpu_clock() as cpu:
+        rate = await run()
+    return Phase(rate, 1e6 * cpu[0] / count)
+
+
+async def _throughput_round(bootstrap: str, messages: list[BarClosed], runtime_first: bool) -> dict[str, Phase]:
+    """Every phase once; raw and runtime run back to back, in the order ``runtime_first`` says."""
     settings = RuntimeSettings(kafka_bootstrap=bootstrap, instance_id="bench")
     raw_registry, runtime_registry = fresh_topic(bootstrap, "raw"), fresh_topic(bootstrap, "runtime")
     raw_topic, runtime_topic = raw_registry.data_topics()[0].name, runtime_registry.data_topics()[0].name
     count = len(messages)
     async with KafkaBus(settings, service="bench", registry=runtime_registry) as bus:
-        return {
-            "raw_produce": await _raw_produce(settings, raw_topic, messages),
-            "runtime_produce": await _runtime_produce(bus, messages),
-            "raw_bytes_consume": await _raw_consume(settings, raw_topic, count, typed=False),
-            "raw_consume": await _raw_consume(settings, raw_topic, count, typed=True),
-            "runtime_consume": await _runtime_consume(bus, runtime_topic, count),
+        runs: dict[str, Callable[[], Awaitable[float]]] = {
+            "raw_produce": lambda: _raw_produce(settings, raw_topic, messages),
+            "runtime_produce": lambda: _runtime_produce(bus, messages),
+            # Both consumers read the same topic (each in its own group): same bytes, same record batches.
+            "raw_consume": lambda: _raw_consume(settings, runtime_topic, count, typed=True),
+            "runtime_consume": lambda: _runtime_consume(bus, runtime_topic, count),
         }
+        sides = ("runtime", "raw") if runtime_first else ("raw", "runtime")
+        phases = {}
+        for side in sides:
+            phases[f"{side}_produce"] = await _measure(count, runs[f"{side}_produce"])
+        # The first reader of a fresh topic is slower whoever it is (the broker reads it from its store):
+        # the bytes-only reference reads it first, so that neither consumer compared pays for it.
+        phases["raw_bytes_consume"] = await _measure(count, lambda: _raw_consume(settings, runtime_topic, count, typed=False))
+        for side in sides:
+            phases[f"{side}_consume"] = await _measure(count, runs[f"{side}_consume"])
+        return phases
 
 
-def _best_of(bootstrap: str, count: int, rounds: int, ctx: Context) -> dict[str, float]:
-    """Each rate's best over ``rounds`` interleaved rounds: other load on the machine only ever slows a run down."""
+@dataclass
+class Throughput:
+    rounds: list[dict[str, Phase]]
+
+    def best_rate(self, phase: str) -> float:
+        return max(r[phase].rate for r in self.rounds)
+
+    def median_cpu_us(self, phase: str) -> float:
+        return statistics.median(r[phase].cpu_us for r in self.rounds)
+
+    def ratio(self, kind: str) -> float:
+        """Median over rounds of runtime/raw, each pair measured back to back: load that comes and goes
+        shifts both sides of a pair, where comparing best rates from different rounds would not."""
+        return statistics.median(r[f"runtime_{kind}"].rate / r[f"raw_{kind}"].rate for r in self.rounds)
+
+
+def _rounds(bootstrap: str, count: int, rounds: int, ctx: Context) -> Throughput:
+    """``rounds`` rounds, alternating whether raw or runtime goes first (a drift in load then favours neither)."""
     messages = bars(count)
-    best: dict[str, float] = {}
+    results = []
     for i in range(rounds):
         ctx.status(f"round {i + 1}/{rounds}")
-        for key, rate in asyncio.run(_throughput_round(bootstrap, messages)).items():
-            best[key] = max(rate, best.get(key, 0.0))
-    return best
+        results.append(asyncio.run(_throughput_round(bootstrap, messages, runtime_first=i % 2 == 1)))
+    return Throughput(results)
 
 
 @benchmark(
     "bus.throughput",
     "runtime produce/consume throughput >= 70 % of raw aiokafka, same run",
-    params={"count": 20_000, "rounds": 3},
+    params={"count": 20_000, "rounds": 4},
     quick={"count": 5_000, "rounds": 2},
 )
 def bench_throughput(ctx: Context) -> list[Metric]:
     with broker() as bootstrap:
-        rates = _best_of(bootstrap, ctx.params["count"], ctx.params["rounds"], ctx)
-    ctx.record("rates_msg_per_s", rates)
-    return [
-        Metric("raw produce", rates["raw_produce"], "msg/s"),
-        Metric("runtime produce", rates["runtime_produce"], "msg/s"),
-        Metric("produce ratio", rates["runtime_produce"] / rates["raw_produce"], at_least=0.70),
-        Metric("raw consume, bytes only", rates["raw_bytes_consume"], "msg/s"),
-        Metric("raw consume, decoded", rates["raw_consume"], "msg/s"),
-        Metric("runtime consume", rates["runtime_consume"], "msg/s"),
-        Metric("consume ratio", rates["runtime_consume"] / rates["raw_consume"], at_least=0.70),
-    ]
+        result = _rounds(bootstrap, ctx.params["count"], ctx.params["rounds"], ctx)
+    ctx.record("rounds", [{name: dataclasses.asdict(phase) for name, phase in r.items()} for r in result.rounds])
+    ctx.record("load_average_1m", os.getloadavg()[0])
+    metrics = []
+    for kind in ("produce", "consume"):
+        for side in ("raw", "runtime"):
+            phase = f"{side}_{kind}"
+            metrics.append(Metric(f"{side} {kind}, best", result.best_rate(phase), "msg/s"))
+            metrics.append(Metric(f"{side} {kind}, CPU", result.median_cpu_us(phase), "us/msg"))
+        metrics.append(Metric(f"{kind} ratio", result.ratio(kind), at_least=0.70))
+    metrics.append(Metric("raw consume bytes only, best", result.best_rate("raw_bytes_consume"), "msg/s"))
+    metrics.append(Metric("raw consume bytes only, CPU", result.median_cpu_us("raw_bytes_consume"), "us/msg"))
+    return metrics

@@ -14,10 +14,12 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY as METRICS
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ata.events import REGISTRY, BarClosed, DeadLetterRecorded, HaltTrading, HeartbeatEmitted, Message, Topic, TopicRegistry
 from ata.runtime import telemetry
-from ata.runtime.bus import ConsumerLoop, Delivery, InMemoryBus, KafkaBus, RetryableError, dlq_topic
+from ata.runtime.bus import ConsumerLoop, Delivery, InMemoryBus, KafkaBus, RetryableError, _observe_all, dlq_topic
 from ata.runtime.codec import decode, encode
 from ata.runtime.config import RuntimeSettings
 from ata.runtime.idempotency import AppliedIds
@@ -375,6 +377,34 @@ async def test_consumer_lag_is_high_watermark_minus_position(kafka_bootstrap: st
             release.set()
             await until(lambda: len(handled) == 30, "everything")
             await until(lambda: loop.lag == 0, "no lag once caught up")
+
+
+# -- metrics ------------------------------------------------------------------------------------------
+
+
+def test_handler_durations_observed_per_batch_expose_as_if_observed_one_by_one() -> None:
+    """The loop adds a batch's handler durations to the histogram at once, through prometheus_client
+    internals: the exposition must be exactly what one ``observe`` per duration gives."""
+    buckets = (0.001, 0.01, 0.1, 1.0)
+    durations = [0.0, 0.0005, 0.001, 0.001, 0.002, 0.01, 0.05, 0.1, 0.5, 1.0, 3.0, 120.0]
+    one_by_one, batched = CollectorRegistry(), CollectorRegistry()
+    single = Histogram("h", "h", ["topic"], buckets=buckets, registry=one_by_one).labels(topic="t")
+    bulk = Histogram("h", "h", ["topic"], buckets=buckets, registry=batched).labels(topic="t")
+    for seconds in durations:
+        single.observe(seconds)
+    _observe_all(bulk, durations[:5])
+    _observe_all(bulk, durations[5:])
+    _observe_all(bulk, [])
+    def exposition(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {(sample.name, sample.labels.get("le", "")): sample.value
+                for family in text_string_to_metric_families(generate_latest(registry).decode())
+                for sample in family.samples if not sample.name.endswith("_created")}  # _created: a clock time
+
+    expected = exposition(one_by_one)
+    assert exposition(batched) == pytest.approx(expected, rel=1e-12), "the sum only up to the order of additions"
+    assert len(expected) == len(buckets) + 3, "every bucket, +Inf, count and sum compared"
+    assert batched.get_sample_value("h_bucket", {"topic": "t", "le": "0.001"}) == 4, "a bound includes its own value"
+    assert batched.get_sample_value("h_count", {"topic": "t"}) == len(durations)
 
 
 # -- provisioning -------------------------------------------------------------------------------------

@@ -129,6 +129,30 @@ async def test_keys_overlap_but_each_key_stays_in_order_and_nothing_is_lost(
     assert {symbol: order for symbol, order in seen.items()} == {symbol: list(range(25)) for symbol in SYMBOLS}
 
 
+async def test_acks_are_deferred_only_from_the_handlers_own_task(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
+    """A task the handler starts may outlive its record: it must await its acknowledgements itself."""
+    topic = unique_name("defer")
+    registry = registry_of(kafka_bootstrap, topic, partitions=1)
+    answers: list[tuple[str, bool]] = []
+    done = asyncio.get_running_loop().create_future()
+    done.set_result([])
+
+    async def from_spawned_task() -> None:
+        answers.append(("spawned task", defer_acks(done)))
+
+    async def handler(message: Message, delivery: Delivery) -> None:
+        answers.append(("handler", defer_acks(done)))
+        await asyncio.create_task(from_spawned_task())
+
+    assert not defer_acks(done), "outside any handler"
+    async with KafkaBus(settings(kafka_bootstrap), service="defer", registry=registry) as bus:
+        await bus.publish([bar("AAPL", 0), bar("AAPL", 1)])
+        async with ConsumerLoop(bus, unique_name("group"), [topic], handler) as loop:
+            await until(lambda: len(answers) == 4, "both records handled")
+            await until(lambda: loop.lag == 0, "both committed")
+    assert answers == [("handler", True), ("spawned task", False)] * 2
+
+
 async def test_crash_mid_batch_redelivers_only_uncommitted_work_without_duplicate_effect(
     kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]
 ) -> None:

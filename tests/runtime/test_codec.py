@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import orjson
 import pytest
 
 from ata.events import HaltTrading
-from ata.runtime.codec import DecodeError, MessageValidationError, decode, encode, from_kafka_headers, to_kafka_headers
+from ata.runtime.codec import (
+    DecodeError,
+    HeaderView,
+    MessageValidationError,
+    decode,
+    encode,
+    event_id_of,
+    from_kafka_headers,
+    parse,
+    to_kafka_headers,
+    validate,
+)
 
 T0 = 1_700_000_000_000_000_000
 
@@ -45,6 +57,31 @@ def test_undecodable_bytes_raise_decode_error(raw: bytes, reason: str) -> None:
         decode(raw)
     assert reason in caught.value.reason
     assert caught.value.stage == "decode"
+    with pytest.raises(DecodeError, match=re.escape(reason)):
+        parse(raw)
+
+
+def test_parse_then_validate_is_decode() -> None:
+    message = halt()
+    cls, data = parse(encode(message))
+    assert cls is HaltTrading
+    assert data["reason"] == "maintenance", "parse yields the plain JSON object"
+    assert validate(cls, data) == message == decode(encode(message))
+
+    data["reason"] = ""
+    with pytest.raises(MessageValidationError, match="reason: String should have at least 1 character") as caught:
+        validate(cls, data)
+    assert caught.value.stage == "validate"
+
+
+def test_event_id_is_read_before_validation() -> None:
+    message = halt()
+    _, data = parse(encode(message))
+    assert event_id_of(data) == message.event_id
+    assert event_id_of({**data, "event_id": str(message.event_id).upper()}) == message.event_id
+    for bad in ("not-a-uuid", 5, None):
+        assert event_id_of({**data, "event_id": bad}) is None, bad
+    assert event_id_of({"event_type": "HaltTrading"}) is None
 
 
 def test_model_violations_raise_validation_error_naming_the_field() -> None:
@@ -79,3 +116,15 @@ def test_headers_convert_both_ways() -> None:
     assert from_kafka_headers(kafka) == {"traceparent": "00-abc-def-01", "x": "é"}
     assert from_kafka_headers([("bin", b"\xff"), ("none", None)]) == {"bin": "\ufffd", "none": ""}
     assert from_kafka_headers(None) == {}
+
+
+def test_header_view_is_the_decoded_headers_on_demand() -> None:
+    raw = [("traceparent", b"00-abc-def-01"), ("bin", b"\xff"), ("none", None), ("traceparent", b"00-last-01")]
+    view = HeaderView(raw)
+    assert view == from_kafka_headers(raw) == {"traceparent": "00-last-01", "bin": "\ufffd", "none": ""}
+    assert len(view) == 3 and sorted(view) == ["bin", "none", "traceparent"]
+    assert view.get("missing") is None and "bin" in view
+    assert dict(view) == from_kafka_headers(raw)
+    with pytest.raises(KeyError):
+        view["missing"]
+    assert HeaderView(None) == {}

@@ -8,14 +8,20 @@ Contract:
   :class:`DecodeError` when the bytes are not a JSON object with a known ``event_type`` and
   :class:`MessageValidationError` when the object does not satisfy its model. Both carry a
   readable ``reason`` and the dead-letter ``stage`` they belong to.
+- ``decode(raw) == validate(*parse(raw))``: the two halves are public so a consumer can parse a
+  whole fetched batch (cheap, and enough to read event ids with :func:`event_id_of`) and build
+  each model only when it handles the record: a batch of plain dicts costs the garbage collector
+  far less than a batch of models.
 - Kafka headers are ``str -> str`` at this layer; :func:`to_kafka_headers` and
-  :func:`from_kafka_headers` convert from and to the client's ``[(key, bytes)]`` form.
+  :func:`from_kafka_headers` convert from and to the client's ``[(key, bytes)]`` form;
+  :class:`HeaderView` is the same mapping, decoded on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import ClassVar
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, ClassVar
 
 import orjson
 from pydantic import ValidationError
@@ -25,11 +31,15 @@ from ata.events import Message, message_class
 __all__ = [
     "CodecError",
     "DecodeError",
+    "HeaderView",
     "MessageValidationError",
     "decode",
     "encode",
+    "event_id_of",
     "from_kafka_headers",
+    "parse",
     "to_kafka_headers",
+    "validate",
 ]
 
 #: Longest error text kept from a validation failure (DeadLetterRecorded.error allows 10,000).
@@ -71,8 +81,8 @@ def _describe(exc: ValidationError) -> str:
     return f"{exc.title}: " + "; ".join(parts)
 
 
-def decode(raw: bytes) -> Message:
-    """The typed message encoded in ``raw``; raises :class:`DecodeError` or :class:`MessageValidationError`."""
+def parse(raw: bytes) -> tuple[type[Message], dict[str, Any]]:
+    """The message class and JSON object of ``raw``, not validated yet; raises :class:`DecodeError`."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -83,13 +93,37 @@ def decode(raw: bytes) -> Message:
     if not isinstance(event_type, str):
         raise DecodeError("no string event_type field")
     try:
-        cls = message_class(event_type)
+        return message_class(event_type), data
     except KeyError:
         raise DecodeError(f"unknown event_type {event_type!r}") from None
+
+
+def validate(cls: type[Message], data: dict[str, Any]) -> Message:
+    """``data`` (from :func:`parse`) as a ``cls``; raises :class:`MessageValidationError`."""
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
         raise MessageValidationError(_describe(exc)) from None
+
+
+def decode(raw: bytes) -> Message:
+    """The typed message encoded in ``raw``; raises :class:`DecodeError` or :class:`MessageValidationError`."""
+    return validate(*parse(raw))
+
+
+def event_id_of(data: Mapping[str, Any]) -> uuid.UUID | None:
+    """The ``event_id`` of a parsed, not yet validated message; None when it is not a UUID string.
+
+    Read with ``uuid.UUID``, not with the model: a consumer that looks ids up before validating
+    must compare them with the validated message's ``event_id``.
+    """
+    value = data.get("event_id")
+    if not isinstance(value, str):
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 def to_kafka_headers(headers: Mapping[str, str] | None) -> list[tuple[str, bytes]] | None:
@@ -104,3 +138,35 @@ def from_kafka_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> di
     if not headers:
         return {}
     return {key: (value or b"").decode("utf-8", "replace") for key, value in headers}
+
+
+class HeaderView(Mapping[str, str]):
+    """The client's header list as a read-only ``str -> str`` mapping, decoded on first use.
+
+    Same values as :func:`from_kafka_headers`; most handlers never read the headers of a record,
+    so a consumer need not decode them for every record.
+    """
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, headers: Iterable[tuple[str, bytes | None]] | None) -> None:
+        self._raw = headers
+        self._decoded: dict[str, str] | None = None
+
+    def _headers(self) -> dict[str, str]:
+        if self._decoded is None:
+            self._decoded = from_kafka_headers(self._raw)
+            self._raw = None
+        return self._decoded
+
+    def __getitem__(self, key: str) -> str:
+        return self._headers()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._headers())
+
+    def __repr__(self) -> str:
+        return f"HeaderView({self._headers()!r})"
