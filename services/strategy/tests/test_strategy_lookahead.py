@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from ata.events import RegimeLabel
 from ata.strategy.core import MetaConfig, MetaStrategy, Method
+from ata.strategy.core.coordination import CoordinationConfig
 from ata.strategy.core.strategies import BUILTIN, Bar, MarketContext
 
 N_BARS = 320
@@ -50,13 +51,19 @@ def test_strategy_never_looks_ahead(name: str, seed: int, other: int, t: int) ->
 
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), other=st.integers(0, 2**32 - 1), t=st.integers(100, N_BARS - 2),
-       method=st.sampled_from(list(Method)))
-def test_meta_strategy_never_looks_ahead(seed: int, other: int, t: int, method: Method) -> None:
+       method=st.sampled_from(list(Method)), coordinated=st.booleans())
+def test_meta_strategy_never_looks_ahead(seed: int, other: int, t: int, method: Method, coordinated: bool) -> None:
+    """Also with cross-strategy coordination (rolling strategy correlation, risk budgets) on."""
     assume(seed != other)
     (bars, contexts), (bars2, contexts2) = altered_after(seed, other, t)
-    config = MetaConfig(methods_by_regime={}, default_method=method, min_history_bars=5, min_dwell_bars=3)
+    coordination = (CoordinationConfig(correlation_window_bars=30, min_correlation_bars=10, redundancy_threshold=0.3)
+                    if coordinated or method is Method.RISK_BUDGET else None)
+    config = MetaConfig(methods_by_regime={}, default_method=method, min_history_bars=5, min_dwell_bars=3,
+                        coordination=coordination)
     a, b = MetaStrategy(config), MetaStrategy(config)
     first = [a.on_bar("X", bar, ctx) for bar, ctx in zip(bars, contexts, strict=True)]
     second = [b.on_bar("X", bar, ctx) for bar, ctx in zip(bars2, contexts2, strict=True)]
     assert first[: t + 1] == second[: t + 1]
     assert first[t + 1 :] != second[t + 1 :], "the altered future must matter, or the test proves nothing"
+    if coordination is not None:  # the correlation window was in use before t
+        assert any(c.max_correlation is not None for d in first[: t + 1] if d is not None for c in d.coordination)

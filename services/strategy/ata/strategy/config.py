@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 
 from ata.quant.portfolio.plugins import load_optimiser_plugins
 from ata.runtime.config import ServiceSettings
+from ata.strategy.core.coordination import CoordinationConfig
 from ata.strategy.core.meta import DEFAULT_METHODS, MetaConfig, Method
 from ata.strategy.core.portfolio import PortfolioSettings
 from ata.strategy.core.strategies import BUILTIN
@@ -41,6 +42,9 @@ class StrategySettings(ServiceSettings):
     switch_on_sharpe: float = 0.0
     min_dwell_bars: int = Field(21, ge=0)
     adaptive_parameters: bool = True
+    coordination: CoordinationConfig | None = Field(
+        None, description="cross-strategy coordination as JSON (rolling strategy correlation down-weights redundant "
+                          "strategies; risk budgets per strategy for the risk_budget method); none: off")
     publish_signals: bool = Field(True, description="publish each strategy's SignalGenerated (strategy.signals.v1); "
                                                   "targets are published either way")
     policy_path: Path | None = Field(None, description="numpy RL policy (.npz); the rl method falls back without it")
@@ -70,4 +74,5 @@ class StrategySettings(ServiceSettings):
             periods_per_year=self.periods_per_year, min_agreement=self.min_agreement, max_abs_target=self.max_abs_target,
             switching=self.switching, switch_off_sharpe=self.switch_off_sharpe, switch_on_sharpe=self.switch_on_sharpe,
             min_dwell_bars=self.min_dwell_bars, adaptive_parameters=self.adaptive_parameters,
+            coordination=self.coordination,
         )

@@ -12,6 +12,10 @@ inverse_volatility → equal_weight) and trading continues. The switch is publis
 an ``AllocationFallbackEngaged`` (component ``rl_policy``) on ``strategy.allocation.v1``, like
 the core's optimiser fallbacks, and every fallback is counted in
 ``ata_strategy_allocation_fallbacks_total{component,reason}``.
+
+With ``coordination`` configured, each decision's cross-strategy view is exported per symbol and
+strategy: ``ata_strategy_max_correlation`` (highest rolling return correlation with another
+strategy in use) and ``ata_strategy_redundancy_factor`` (the down-weighting it causes).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
-from ata.events import REGISTRY, AllocationFallbackEngaged, Message, TargetProposed
+from ata.events import REGISTRY, AllocationFallbackEngaged, BarClosed, Message, TargetProposed
 from ata.quant.portfolio.coordination import FallbackRecord, GuardedAllocator
 from ata.runtime import metrics
 from ata.runtime.bus import Delivery
@@ -42,6 +46,13 @@ TARGETS = metrics.counter("ata_strategy_targets_total",
 POLICY_LOADED = metrics.gauge("ata_strategy_rl_policy_loaded", "1 when a numpy RL policy is loaded")
 FALLBACKS = metrics.counter("ata_strategy_allocation_fallbacks_total",
                             "Allocation fallbacks engaged (failed optimiser or RL policy)", ("component", "reason"))
+
+MAX_CORRELATION = metrics.gauge("ata_strategy_max_correlation",
+                                "Highest rolling return correlation of a strategy with another in use (coordination)",
+                                ("symbol", "strategy"))
+REDUNDANCY = metrics.gauge("ata_strategy_redundancy_factor",
+                           "Down-weighting factor of a strategy for redundancy, 1 = none (coordination)",
+                           ("symbol", "strategy"))
 
 
 class StrategyService(Service):
@@ -119,8 +130,19 @@ class StrategyService(Service):
                 TARGETS.labels(out.method).inc()
             elif isinstance(out, AllocationFallbackEngaged):
                 _count_fallback(out.component, out.reason)
+        if isinstance(message, BarClosed):
+            self._report_coordination(message)
         await self.state_cache.handled(self._snapshot)
         return outputs
+
+    def _report_coordination(self, bar: BarClosed) -> None:
+        decision = self.engine.last_decision.get(bar.symbol)
+        if decision is None or decision.ts_ns != bar.ts_event:
+            return
+        for view in decision.coordination:
+            if view.max_correlation is not None:
+                MAX_CORRELATION.labels(bar.symbol, view.strategy).set(view.max_correlation)
+            REDUNDANCY.labels(bar.symbol, view.strategy).set(view.redundancy)
 
 
 def _policy_problem(policy: NumpyPolicy) -> str | None:

@@ -7,7 +7,8 @@ with threshold ``τ``. Two identical strategies get 1/2 each (together they coun
 strategy correlated below ``τ`` with every other keeps 1.
 
 Capital. :func:`allocate_strategy_capital` turns base risk budgets per strategy, multiplied by
-regime-performance multipliers (:class:`RegimePerformance`) and redundancy factors, into
+regime-performance multipliers (:class:`RegimeTilt` of each strategy's Sharpe ratio in the
+regime in force, e.g. tracked by :class:`RegimePerformance`) and redundancy factors, into
 capital weights whose risk contributions equal those budgets (risk parity with budgets on the
 strategies' return covariance).
 
@@ -54,6 +55,7 @@ __all__ = [
     "FallbackRecord",
     "GuardedAllocator",
     "RegimePerformance",
+    "RegimeTilt",
     "allocate_strategy_capital",
     "combine_signals",
     "fallback_weights",
@@ -107,23 +109,44 @@ class _Moments:
     count: int = 0
 
 
+@dataclass(frozen=True)
+class RegimeTilt:
+    """Budget multiplier from a strategy's annualised Sharpe ratio in the regime in force:
+    ``clip(1 + sensitivity · sharpe, floor, cap)``, and 1 where the Sharpe ratio is unknown
+    (``None`` or NaN: too little history in that regime)."""
+
+    sensitivity: float = 0.5
+    floor: float = 0.25
+    cap: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.floor <= 1 <= self.cap and self.sensitivity >= 0):
+            raise ValueError("need 0 < floor <= 1 <= cap and sensitivity >= 0")
+
+    def multipliers(self, sharpes: Sequence[float | None]) -> FloatArray:
+        s = np.array([math.nan if x is None else x for x in sharpes], dtype=np.float64)
+        out: FloatArray = np.where(np.isfinite(s), np.clip(1.0 + self.sensitivity * s, self.floor, self.cap), 1.0)
+        return out
+
+
 class RegimePerformance:
     """Exponentially weighted mean and variance of each strategy's returns per regime label.
 
     :meth:`update` records the return a strategy earned over a bar *in the regime that held
-    during that bar* (known at its close). :meth:`multipliers` maps each strategy's annualised
-    Sharpe ratio in ``regime`` to ``clip(1 + sensitivity · sharpe, floor, cap)``; strategies
-    with fewer than ``min_observations`` returns in that regime get 1.
+    during that bar* (known at its close). :meth:`multipliers` applies the :class:`RegimeTilt`
+    to each strategy's annualised Sharpe ratio in ``regime``; strategies with fewer than
+    ``min_observations`` returns in that regime get 1.
     """
 
     def __init__(self, strategies: Sequence[str], *, halflife_bars: float = 60.0, periods_per_year: float = 252.0,
                  sensitivity: float = 0.5, floor: float = 0.25, cap: float = 2.0, min_observations: int = 20) -> None:
-        if not (halflife_bars > 0 and periods_per_year > 0 and 0 < floor <= 1 <= cap and sensitivity >= 0):
-            raise ValueError("need halflife_bars, periods_per_year > 0, 0 < floor <= 1 <= cap, sensitivity >= 0")
+        if not (halflife_bars > 0 and periods_per_year > 0):
+            raise ValueError("need halflife_bars, periods_per_year > 0")
         self.strategies = tuple(strategies)
         self._decay = 0.5 ** (1.0 / halflife_bars)
         self._ppy = periods_per_year
-        self._sensitivity, self._floor, self._cap, self._min_obs = sensitivity, floor, cap, min_observations
+        self._tilt = RegimeTilt(sensitivity, floor, cap)
+        self._min_obs = min_observations
         self._moments: dict[tuple[str, str], _Moments] = {}
 
     def update(self, regime: str, returns: Mapping[str, float]) -> None:
@@ -147,12 +170,7 @@ class RegimePerformance:
         return m.mean / math.sqrt(m.var) * math.sqrt(self._ppy)
 
     def multipliers(self, regime: str) -> FloatArray:
-        out = np.ones(len(self.strategies))
-        for i, s in enumerate(self.strategies):
-            sr = self.sharpe(s, regime)
-            if sr is not None:
-                out[i] = min(max(1.0 + self._sensitivity * sr, self._floor), self._cap)
-        return out
+        return self._tilt.multipliers([self.sharpe(s, regime) for s in self.strategies])
 
     def snapshot(self) -> dict[str, Any]:
         return {"moments": [[s, r, m.mean, m.var, m.count] for (s, r), m in sorted(self._moments.items())]}

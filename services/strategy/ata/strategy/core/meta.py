@@ -17,11 +17,18 @@ Per bar of a symbol, in this order (all from bars ``0..t`` and context known at 
    - ``inverse_volatility``: ``w_i = 1 / std_i`` of the tracked returns;
    - ``performance_regime``: ``w_i = max(0, Sharpe_i | regime)``, the strategy's tracked Sharpe
      in the regime in force;
-   - ``rl``: the weights of the RL policy's action for the current feature state.
+   - ``rl``: the weights of the RL policy's action for the current feature state;
+   - ``risk_budget`` (needs ``coordination``): capital by a risk budget per strategy, tilted by
+     its tracked performance in the regime in force and down-weighted when redundant (see
+     :mod:`ata.strategy.core.coordination`).
 
    A method that cannot answer falls back along rl → performance_regime → inverse_volatility →
-   equal_weight: no policy, fewer than ``min_history_bars`` observations for some strategy, or all
-   weights zero. The method published is the one actually used. Weights are normalised to sum 1.
+   equal_weight (risk_budget → inverse_volatility): no policy, fewer than ``min_history_bars``
+   observations for some strategy (``min_correlation_bars`` returns for risk_budget), or all
+   weights zero. With ``coordination.down_weight_redundant`` the weights of every other method
+   are multiplied by the strategies' redundancy factors (from the rolling correlation of their
+   tracked returns, bars up to ``t`` only). The method published is the one actually used.
+   Weights are normalised to sum 1.
 5. **Conflict rule.** ``net = sum(w_i * s_i)``, ``gross = sum(w_i * |s_i|)``, agreement
    ``a = |net| / gross`` (1 when every signal is flat). If ``a < min_agreement`` the signals cancel
    out and the target is 0 (stand aside); otherwise ``target = net * a * max_abs_target``: full
@@ -40,6 +47,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ata.strategy.core.coordination import CoordinationConfig, CoordinationView, ReturnWindow, StrategyCoordination
 from ata.strategy.core.features import FEATURE_NAMES, OnlineFeatures
 from ata.strategy.core.policy import NumpyPolicy, PolicyError
 from ata.strategy.core.strategies import BUILTIN, Bar, MarketContext, RegimeAdaptive, Signal, Strategy, StrategyParams
@@ -51,10 +59,11 @@ class Method(StrEnum):
     INVERSE_VOL = "inverse_volatility"
     PERFORMANCE = "performance_regime"
     RL = "rl"
+    RISK_BUDGET = "risk_budget"
 
 
 FALLBACK: dict[Method, Method] = {Method.RL: Method.PERFORMANCE, Method.PERFORMANCE: Method.INVERSE_VOL,
-                                  Method.INVERSE_VOL: Method.EQUAL}
+                                  Method.INVERSE_VOL: Method.EQUAL, Method.RISK_BUDGET: Method.INVERSE_VOL}
 
 #: Regime → aggregation method. Trending quiet markets reward what has worked in that regime;
 #: volatile ones call for risk balance; sideways markets give no edge to rank on.
@@ -94,10 +103,16 @@ class MetaConfig:
     adaptive_parameters: bool = True
     volatile_lookback_scale: float = 0.5
     volatile_threshold_scale: float = 1.5
+    coordination: CoordinationConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.strategies:
             raise ValueError("at least one strategy is needed")
+        if self.coordination is None and Method.RISK_BUDGET in {self.default_method, *self.methods_by_regime.values()}:
+            raise ValueError("default_method or methods_by_regime use risk_budget, which needs coordination configured")
+        unknown = sorted(set(self.coordination.risk_budgets) - set(self.strategies)) if self.coordination else []
+        if unknown:
+            raise ValueError(f"coordination.risk_budgets names strategies not configured: {', '.join(unknown)}")
         if not self.switch_off_sharpe < self.switch_on_sharpe:
             raise ValueError("hysteresis needs switch_off_sharpe < switch_on_sharpe")
         if not 0.0 <= self.min_agreement <= 1.0:
@@ -130,6 +145,8 @@ class Decision:
     agreement: float
     contributions: tuple[Contribution, ...]
     switched: tuple[tuple[str, bool], ...] = ()
+    #: Per strategy with a signal, what cross-strategy coordination saw (empty when it is off).
+    coordination: tuple[StrategyCoordination, ...] = ()
 
 
 StrategyFactory = Callable[[str], SignalSource]
@@ -171,6 +188,9 @@ class SymbolBook:
         self.last_switched: tuple[tuple[str, bool], ...] = ()
         self.features = OnlineFeatures() if with_features else None
         self.last_features: np.ndarray[Any, np.dtype[np.float64]] | None = None
+        coordination = config.coordination
+        self.returns = None if coordination is None else ReturnWindow(coordination.correlation_window_bars)
+        self.columns = {n: i for i, n in enumerate(self.names)}
 
     def regime_stats(self, regime: str) -> dict[str, EwStats]:
         stats = self.by_regime.get(regime)
@@ -185,6 +205,9 @@ class SymbolBook:
         if math.isnan(self.prev_close):
             return ()
         r = close / self.prev_close - 1.0
+        if self.returns is not None:
+            held = self.last_strength
+            self.returns.add(tuple(held.get(n, 0.0) * r for n in self.names))
         in_regime = self.regime_stats(self.prev_regime)
         switched: list[tuple[str, bool]] = []
         for name, strength in self.last_strength.items():
@@ -252,24 +275,40 @@ class MetaStrategy:
         book.prev_regime = context.regime
         if not signals:
             return None
-        method, weights = self._weights(book, context.regime, [s.strategy for s in signals])
-        return self._combine(symbol, bar, context.regime, method=method, signals=signals, weights=weights, switched=switched)
+        names = [s.strategy for s in signals]
+        usable = [n for n in names if book.active[n]] or names
+        view = self._coordination(book, usable)
+        method, weights = self._weights(book, context.regime, names, usable, view)
+        report = () if view is None else view.report(names, with_shares=method is Method.RISK_BUDGET)
+        return self._combine(symbol, bar, context.regime, method=method, signals=signals, weights=weights,
+                             switched=switched, coordination=report)
 
     # -- weighting -------------------------------------------------------------------------------
 
-    def _weights(self, book: SymbolBook, regime: str, names: list[str]) -> tuple[Method, dict[str, float]]:
-        usable = [n for n in names if book.active[n]] or names
+    def _coordination(self, book: SymbolBook, usable: list[str]) -> CoordinationView | None:
+        coordination = self.config.coordination
+        if coordination is None or book.returns is None:
+            return None
+        return CoordinationView(coordination, book.returns, book.columns, usable)
+
+    def _weights(self, book: SymbolBook, regime: str, names: list[str], usable: list[str],
+                 view: CoordinationView | None) -> tuple[Method, dict[str, float]]:
         method: Method | None = self.config.method_for(regime)
+        down_weight = view is not None and view.config.down_weight_redundant
         while method is not None:
-            raw = self._raw_weights(method, book, regime, usable)
+            raw = self._raw_weights(method, book, regime, usable, view)
             if raw is not None:
+                if down_weight and method is not Method.RISK_BUDGET:  # risk_budget has them in its budgets
+                    assert view is not None
+                    raw = {n: w * view.redundancy[n] for n, w in raw.items()}
                 total = math.fsum(raw.values())
                 if total > 0.0:
                     return method, {n: raw.get(n, 0.0) / total for n in names}
             method = FALLBACK.get(method)
         return Method.EQUAL, {n: (1.0 / len(usable) if n in usable else 0.0) for n in names}
 
-    def _raw_weights(self, method: Method, book: SymbolBook, regime: str, names: list[str]) -> dict[str, float] | None:
+    def _raw_weights(self, method: Method, book: SymbolBook, regime: str, names: list[str],
+                     view: CoordinationView | None) -> dict[str, float] | None:
         cfg = self.config
         if method is Method.EQUAL:
             return dict.fromkeys(names, 1.0)
@@ -278,6 +317,12 @@ class MetaStrategy:
                 return None
             chosen = self.policy.strategy_weights(book.last_features)
             return {n: chosen.get(n, 0.0) for n in names}
+        if method is Method.RISK_BUDGET:
+            if view is None:
+                return None
+            in_regime = book.regime_stats(regime)
+            return view.capital([in_regime[n].sharpe(cfg.periods_per_year)
+                                 if in_regime[n].count >= cfg.min_history_bars else None for n in names])
         stats = book.overall if method is Method.INVERSE_VOL else book.regime_stats(regime)
         if any(stats[n].count < cfg.min_history_bars for n in names):
             return None
@@ -289,14 +334,15 @@ class MetaStrategy:
     # -- conflict rule ---------------------------------------------------------------------------
 
     def _combine(self, symbol: str, bar: Bar, regime: str, *, method: Method, signals: list[Signal],
-                 weights: dict[str, float], switched: tuple[tuple[str, bool], ...]) -> Decision:
+                 weights: dict[str, float], switched: tuple[tuple[str, bool], ...],
+                 coordination: tuple[StrategyCoordination, ...]) -> Decision:
         net, gross = combine(signals, weights)
         agreement = abs(net) / gross if gross > 0.0 else 1.0
         scale = 0.0 if agreement < self.config.min_agreement else agreement * self.config.max_abs_target
         contributions = tuple(Contribution(s.strategy, s.strength, weights[s.strategy] * scale) for s in signals)
         target = net * scale
         return Decision(symbol, bar.ts_ns, bar.close, regime, method, tuple(signals), target + 0.0, agreement,
-                        contributions, switched)
+                        contributions, switched, coordination)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -320,6 +366,8 @@ class MetaStrategy:
                 book.features = OnlineFeatures.restore(data["features"])
             last = data.get("last_features")
             book.last_features = None if last is None else np.array(last, dtype=np.float64)
+            if book.returns is not None:
+                book.returns.restore(data.get("returns") or [])
 
 
 def combine(signals: list[Signal], weights: Mapping[str, float]) -> tuple[float, float]:
@@ -341,6 +389,7 @@ def _book_snapshot(book: SymbolBook) -> dict[str, Any]:
         "prev_regime": book.prev_regime,
         "features": None if book.features is None else book.features.snapshot(),
         "last_features": None if book.last_features is None else book.last_features.tolist(),
+        "returns": None if book.returns is None else book.returns.snapshot(),
     }
 
 
