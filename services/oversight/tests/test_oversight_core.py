@@ -137,7 +137,7 @@ def test_rule_reviewer_regime_changes(change: tuple[RegimeLabel, RegimeLabel, fl
     assert (answer.verdict, answer.risk_flags) == expected
 
 
-def test_strategy_switches_from_crafted_events() -> None:
+def test_strategy_switches_are_limited_per_symbol_and_window() -> None:
     settings = OversightSettings(rule_max_switches=2, rule_switch_window_ms=3_600_000)
     engine, rules = OversightEngine(settings), RuleReviewer(rule_limits(settings))
     verdicts = []
@@ -149,7 +149,7 @@ def test_strategy_switches_from_crafted_events() -> None:
     # Outside the window the history is forgotten.
     [later] = engine.observe(strategy_switch("AAA", T0 + 2 * 3_600 * NS_PER_S, "a", "b"))
     assert later.recent_switches == 1 and rules.review(later).verdict == "approve"
-    # A switch of another symbol has its own history; a crafted switch may not be modified.
+    # A switch of another symbol has its own history; a switch verdict may not modify anything.
     [other] = engine.observe(strategy_switch("BBB", T0, "a", "b"))
     assert other.recent_switches == 1 and other.max_modify_weight is None
 

@@ -24,12 +24,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ata.events import (
     ContributingSignal,
-    Event,
     Message,
     NewsPublished,
     RegimeChanged,
     RegimeLabel,
     RegimeStateUpdated,
+    StrategySwitched,
     TargetProposed,
 )
 from ata.runtime.codec import decode
@@ -66,18 +66,11 @@ def news(ts: int, headline: str, *, symbols: tuple[str, ...] = (), summary: str 
                                 symbols=symbols)
 
 
-class CraftedStrategySwitch(Event):
-    """A strategy-switch event shaped like :class:`ata.oversight.core.StrategySwitch`, for tests until strategy publishes one."""
-
-    symbol: str
-    previous_strategy: str
-    current_strategy: str
-    reason: str = ""
-
-
-def strategy_switch(symbol: str, ts: int, previous: str, current: str, reason: str = "") -> CraftedStrategySwitch:
-    return CraftedStrategySwitch.origin(natural_key=("test", symbol, ts), ts_event=ts, ts_init=ts, source="strategy/test",
-                                        symbol=symbol, previous_strategy=previous, current_strategy=current, reason=reason)
+def strategy_switch(symbol: str, ts: int, previous: str, current: str, reason: str = "") -> StrategySwitched:
+    """The strategy service's switch event (``current`` turned on), as it publishes it."""
+    return StrategySwitched.origin(natural_key=("test", symbol, ts), ts_event=ts, ts_init=ts, source="strategy/test",
+                                   symbol=symbol, strategy=current, active=True, previous_strategy=previous,
+                                   current_strategy=current, reason=reason or "performance", tracked_sharpe=0.0)
 
 
 def verdict_json(verdict: str, *, rationale: str = "scripted", confidence: float = 0.8, flags: tuple[str, ...] = (),
