@@ -196,7 +196,7 @@ def constrained_qp(
         for eps in _L1_TOLERANCES:
             res = solve_l1_qp(pm, qv, lower=c.lower, upper=c.upper, l1_radius=c.gross_max, a=a, lo=lo, hi=hi,
                               l1_cost=turnover_cost, l1_centre=prev, x0=start, eps=eps)
-            sharp = _sign_fixed_refinement(pm, qv, c, res, turnover_cost=turnover_cost, previous=prev)
+            sharp = _sign_fixed_refinement(pm, qv, c, res, turnover_cost=turnover_cost, previous=prev, accuracy=eps)
             if sharp is not None:
                 res = sharp
                 break
@@ -209,12 +209,14 @@ _L1_TOLERANCES = (1e-5, 1e-7, 1e-9)
 
 
 def _sign_fixed_refinement(
-    p: FloatArray, q: FloatArray, c: Constraints, first: QPResult, *, turnover_cost: float, previous: FloatArray | None
+    p: FloatArray, q: FloatArray, c: Constraints, first: QPResult, *, turnover_cost: float, previous: FloatArray | None,
+    accuracy: float,
 ) -> QPResult | None:
     """Second stage for the lifted problems (``|w|``, turnover): auxiliary variables without
     cost are not unique, which defeats polishing. Fixing the signs of ``w`` and of
     ``w - previous`` that the first stage found makes every absolute value linear; that QP in
-    ``w`` alone polishes exactly. Kept only if feasible and no worse on the original objective.
+    ``w`` alone polishes exactly (warm-started from the first stage, solved to ``accuracy``).
+    Kept only if feasible and no worse on the original objective.
     """
     n = c.n
     w1 = first.x[:n]
@@ -233,7 +235,7 @@ def _sign_fixed_refinement(
         lo, hi = np.where(stay, previous, lo), np.where(stay, previous, hi)
     if np.any(lo > hi):
         return None
-    res = solve_qp(p, lin, *_with_gross_row(sign, c, _general_rows(c), lo, hi), x0=w1)
+    res = solve_qp(p, lin, *_with_gross_row(sign, c, _general_rows(c), lo, hi), x0=w1, x0_accuracy=accuracy)
     w = np.clip(res.x, c.lower, c.upper)
     if not res.polished or c.violations(w):
         return None

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.linalg import cho_factor, cho_solve, lu_factor, lu_solve
+from scipy.linalg import lu_factor, lu_solve
+from scipy.linalg.lapack import dpotrf, dpotri
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -40,6 +41,12 @@ _EQ_RHO_SCALE = 1e3
 _RHO_MIN, _RHO_MAX = 1e-6, 1e6
 _ADAPT_EVERY = 25
 _POLISH_ROUNDS = 50
+#: Polishing rounds tried from a warm start's guess before falling back to ADMM.
+_WARM_POLISH_ROUNDS = 10
+#: Newton steps for the ℓ1 projection's threshold before sorting instead; and its tolerance
+#: (relative to the radius: a few hundred roundings of the sum).
+_NEWTON_STEPS = 8
+_NEWTON_TOL = 1e-12
 #: ADMM tolerances tried in turn before the final one; polishing usually succeeds at the first.
 _STAGES = (1e-4, 1e-6)
 
@@ -129,28 +136,49 @@ def _solve_active(
     return x, y
 
 
-def _polish(
-    p: FloatArray, q: FloatArray, a: FloatArray, lo: FloatArray, hi: FloatArray, *, z: FloatArray, y: FloatArray, tol: float
-) -> FloatArray | None:
-    """Exact solution from the active set guessed from ADMM's ``(z, y)``; ``None`` on failure.
-
-    The guess is corrected by a primal-dual active-set loop: rows the solution violates join
-    the active set, active rows whose multiplier has the wrong sign leave it, until the point
-    is feasible with consistent multipliers (then it is optimal: KKT holds) or the rounds run out.
-    """
+def _admm_guess(lo: FloatArray, hi: FloatArray, z: FloatArray, y: FloatArray) -> tuple[BoolArray, BoolArray, FloatArray]:
+    """Active rows ``(low, up)`` guessed from ADMM's ``(z, y)``, and each row's certainty (``|y|``)."""
     equality = lo == hi
     low = equality | ((z - lo < -y) & (y < 0))
     up = ~equality & (hi - z < y) & (y > 0)
+    return low, up, np.abs(y)
+
+
+def _point_guess(lo: FloatArray, hi: FloatArray, ax: FloatArray, tol: float) -> tuple[BoolArray, BoolArray, FloatArray]:
+    """Active rows ``(low, up)`` guessed from a point's row values: the rows within ``tol`` of a
+    bound; certainty is closeness."""
+    equality = lo == hi
+    d_low, d_up = ax - lo, hi - ax
+    scale = tol * (1.0 + np.abs(ax))
+    low = equality | (d_low <= scale)
+    up = ~equality & ~low & (d_up <= scale)
+    return low, up, -np.minimum(np.abs(d_low), np.abs(d_up))
+
+
+def _polish(
+    p: FloatArray, q: FloatArray, a: FloatArray, lo: FloatArray, hi: FloatArray, *,
+    guess: tuple[BoolArray, BoolArray, FloatArray], tol: float, rounds: int = _POLISH_ROUNDS,
+) -> FloatArray | None:
+    """Exact solution from an active-set ``guess`` (``low``, ``up``, certainty per row); ``None`` on failure.
+
+    The guess is corrected by a primal-dual active-set loop: rows the solution violates join
+    the active set, active rows whose multiplier has the wrong sign leave it, until the point
+    is feasible with consistent multipliers (then it is optimal: KKT holds) or the ``rounds``
+    run out.
+    """
+    equality = lo == hi
+    low, up, certainty = guess
+    low, up = low.copy(), up.copy()
     rows = _singleton_rows(a)
     col = rows[0]
-    # An active set fixes at most n - (active general rows) variables: if ADMM's guess fixes
-    # more, the least certain bounds (smallest |dual|) are released.
+    # An active set fixes at most n - (active general rows) variables: if the guess fixes
+    # more, the least certain bounds are released.
     bound_act = np.flatnonzero((low | up) & (col >= 0) & ~equality)
     excess = len(set(col[bound_act].tolist())) + int(((low | up) & (col < 0)).sum()) - a.shape[1]
     if excess > 0:
-        release = bound_act[np.argsort(np.abs(y[bound_act]), kind="stable")[:excess]]
+        release = bound_act[np.argsort(certainty[bound_act], kind="stable")[:excess]]
         low[release], up[release] = False, False
-    for _ in range(_POLISH_ROUNDS):
+    for _ in range(rounds):
         solved = _solve_active(p, q, a, lo, hi, low=low, up=up, rows=rows)
         if solved is None:
             return None
@@ -209,9 +237,18 @@ class _Operator:
 
 def _spd_inverse(k: FloatArray) -> FloatArray:
     """Inverse of the (well conditioned: σ and ρ regularise it) ADMM system matrix. One matrix-vector
-    product per iteration is several times faster than two triangular solves at these sizes."""
-    inv: FloatArray = cho_solve(cho_factor(k, check_finite=False), np.eye(k.shape[0]), check_finite=False)
-    return inv
+    product per iteration is several times faster than two triangular solves at these sizes.
+    LAPACK's ``potri`` inverts from the Cholesky factor in about a third of the work of solving
+    against the identity; it fills one triangle, mirrored here."""
+    factor, info = dpotrf(k, lower=True, clean=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"ADMM system matrix not positive definite (potrf info {info})")
+    inv, info = dpotri(factor, lower=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"ADMM system matrix not invertible (potri info {info})")
+    lower_part: FloatArray = np.tril(inv)
+    full: FloatArray = lower_part + np.tril(inv, -1).T
+    return full
 
 
 def _admm(
@@ -279,11 +316,17 @@ def solve_qp(
     hi: npt.ArrayLike,
     *,
     x0: npt.ArrayLike | None = None,
+    x0_accuracy: float | None = None,
     eps: float = 1e-7,
     feasibility_tol: float = 1e-10,
     max_iter: int = 10_000,
 ) -> QPResult:
     """Minimise ``½xᵀPx + qᵀx`` s.t. ``lo ≤ Ax ≤ hi`` (see the module docstring).
+
+    ``x0_accuracy``: ``x0`` is believed to lie within about this (relative) distance of the
+    solution (e.g. the solution of a related problem to that tolerance), so polishing is tried
+    first, for a few rounds, from the rows ``x0`` holds within that distance of a bound, before
+    any ADMM iteration; ADMM runs only if that fails to satisfy the KKT conditions.
 
     ``converged`` is true when polishing succeeded, or else when ADMM's residuals are below
     ``eps`` (then bounds may be violated by about ``eps``; callers that need exactness check).
@@ -301,6 +344,11 @@ def solve_qp(
     c = _scale_of(pm)
     ps, qs = pm * c, np.asarray(q, dtype=np.float64) * c
     start = np.zeros(n) if x0 is None else np.asarray(x0, dtype=np.float64)
+    if x0_accuracy is not None and x0 is not None:
+        warm = _polish(ps, qs, am, l_, u_, guess=_point_guess(l_, u_, am @ start, x0_accuracy), tol=feasibility_tol,
+                       rounds=_WARM_POLISH_ROUNDS)
+        if warm is not None:
+            return QPResult(warm, 0, True, True, _violation(warm, am, l_, u_), 0.0)
     op = _Operator.dense(am)
     run: _Admm | None = None
     for stage_eps in (*(e for e in _STAGES if e > eps), eps):
@@ -308,7 +356,7 @@ def solve_qp(
                     eps=stage_eps, max_iter=max_iter, rho=0.1, sigma=1e-6, alpha=1.6)
         # A polished point satisfies the KKT conditions (feasible, stationary, multipliers of
         # the right sign), so it is optimal whatever ADMM's accuracy was.
-        polished = _polish(ps, qs, am, l_, u_, z=run.z, y=run.y, tol=feasibility_tol)
+        polished = _polish(ps, qs, am, l_, u_, guess=_admm_guess(l_, u_, run.z, run.y), tol=feasibility_tol)
         if polished is not None:
             return QPResult(polished, run.iterations, True, True, _violation(polished, am, l_, u_), run.r_dual)
     assert run is not None
@@ -325,16 +373,48 @@ def project_box_l1(v: FloatArray, lower: FloatArray, upper: FloatArray, radius: 
     ``|v_i| − cap_i`` and ``|v_i|``: sorting them gives ``λ`` exactly in O(n log n).
     Otherwise ``λ`` is found by bisection (``f`` does not increase with ``λ``).
     """
+    return _project_box_l1(v, lower, upper, radius, None)[0]
+
+
+def _l1_newton(a: FloatArray, cap: FloatArray, radius: float, lam: float) -> float | None:
+    """``λ`` with ``f(λ) = radius`` by safeguarded Newton steps from ``lam`` (``f`` as in
+    :func:`project_box_l1`); one step is exact once ``λ`` is on the root's linear piece, so a
+    nearby start (the previous ADMM iteration's ``λ``) needs one or two. ``None`` if it takes longer."""
+    lo_b, hi_b = 0.0, float(a.max())  # f(0) > radius >= f(max |v|) = 0
+    tol = _NEWTON_TOL * max(radius, 1.0)
+    for _ in range(_NEWTON_STEPS):
+        t = a - lam
+        f = float(np.clip(t, 0.0, cap).sum())
+        if abs(f - radius) <= tol:
+            return lam
+        if f > radius:
+            lo_b = lam
+        else:
+            hi_b = lam
+        free = int(np.count_nonzero((t > 0.0) & (t < cap)))
+        step = lam + (f - radius) / free if free else math.nan
+        lam = step if lo_b < step < hi_b else 0.5 * (lo_b + hi_b)
+    return None
+
+
+def _project_box_l1(
+    v: FloatArray, lower: FloatArray, upper: FloatArray, radius: float, hint: float | None
+) -> tuple[FloatArray, float]:
+    """:func:`project_box_l1` and its ``λ``; ``hint`` is a guess of ``λ`` (used when every box contains 0)."""
     def at(lam: float) -> FloatArray:
         out: FloatArray = np.clip(np.sign(v) * np.maximum(np.abs(v) - lam, 0.0), lower, upper)
         return out
 
     x = at(0.0)
     if float(np.abs(x).sum()) <= radius:
-        return x
+        return x, 0.0
     if np.all(lower <= 0.0) and np.all(upper >= 0.0):
         a = np.abs(v)
         cap = np.where(v >= 0.0, upper, -lower)
+        if hint is not None and hint > 0.0:
+            found = _l1_newton(a, cap, radius, hint)
+            if found is not None:
+                return at(found), found
         points = np.concatenate([a - cap, a])
         order = np.argsort(points, kind="stable")
         bp = points[order]
@@ -343,8 +423,8 @@ def project_box_l1(v: FloatArray, lower: FloatArray, upper: FloatArray, radius: 
         f = float(cap.sum()) + np.concatenate([[0.0], np.cumsum(slope[:-1] * np.diff(bp))])
         k = int(np.searchsorted(-f, -radius, side="left"))  # first breakpoint with f <= radius
         if 0 < k < bp.shape[0] and slope[k - 1] < 0:
-            lam = bp[k - 1] + (f[k - 1] - radius) / -slope[k - 1]
-            return at(max(lam, 0.0))
+            lam = max(bp[k - 1] + (f[k - 1] - radius) / -slope[k - 1], 0.0)
+            return at(lam), lam
     lo_l, hi_l = 0.0, _inf_norm(v)
     for _ in range(64):
         mid = 0.5 * (lo_l + hi_l)
@@ -352,7 +432,7 @@ def project_box_l1(v: FloatArray, lower: FloatArray, upper: FloatArray, radius: 
             lo_l = mid
         else:
             hi_l = mid
-    return at(hi_l)
+    return at(hi_l), hi_l
 
 
 def solve_l1_qp(
@@ -400,9 +480,11 @@ def solve_l1_qp(
     equality = np.concatenate([np.zeros(n, dtype=bool), lo == hi] + ([np.zeros(n, dtype=bool)] if with_cost else []))
     centre = np.zeros(n) if l1_centre is None else l1_centre
     threshold = l1_cost * c
+    last_lambda: list[float | None] = [None]  # the previous projection's λ, a close guess for the next
 
     def project(v: FloatArray, rho_v: FloatArray) -> FloatArray:
-        parts = [project_box_l1(v[:n], lower, upper, l1_radius), np.clip(v[n : n + m], lo, hi)]
+        box, last_lambda[0] = _project_box_l1(v[:n], lower, upper, l1_radius, last_lambda[0])
+        parts = [box, np.clip(v[n : n + m], lo, hi)]
         if with_cost:
             d = v[n + m :] - centre
             parts.append(centre + np.sign(d) * np.maximum(np.abs(d) - threshold / rho_v[n + m :], 0.0))
