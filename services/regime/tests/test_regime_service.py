@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import dataclasses
 import math
 import time
@@ -121,6 +122,10 @@ async def test_regime_service_on_the_broker_publishes_states_and_resumes_from_it
     service = RegimeService(runtime, settings, group_id=group, heartbeat_topic=unique_name("heartbeats"))
     await service.start()
     try:
+        # the fit workers are started (and import the fitting libraries) before any bar arrives
+        pool = service._pool
+        assert isinstance(pool, cf.ProcessPoolExecutor)
+        await until(lambda: len(pool._processes or {}) == settings.refit_workers, "refit workers spawned at start")
         async with KafkaBus(runtime, service="feeder") as bus:
             head, tail = bars[: 2 * 100], bars[2 * 100 :]
             for bar in head:

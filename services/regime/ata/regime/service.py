@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from ata.events import Message
 from ata.events.market import BarClosed
 from ata.regime.config import RegimeSettings
-from ata.regime.core import RefitRequest, RefitResult, RegimeDetector, run_refit
+from ata.regime.core import RefitRequest, RefitResult, RegimeDetector, run_refit, warm_up
 from ata.regime.core.events import on_bar
 from ata.runtime import metrics
 from ata.runtime.bus import Delivery
@@ -61,6 +61,11 @@ class RegimeService(Service):
         if rs.refit_executor == "process":
             # spawn: a forked copy of a process with running Kafka client threads is not safe
             self._pool = cf.ProcessPoolExecutor(rs.refit_workers, mp_context=multiprocessing.get_context("spawn"))
+            # Not awaited: the workers spawn and import the fitting libraries while bars warm up
+            # the windows; otherwise the first fit pays that (tens of seconds on a busy machine)
+            # and no state is published until it lands.
+            for _ in range(rs.refit_workers):
+                self._pool.submit(warm_up)
         else:
             self._pool = cf.ThreadPoolExecutor(rs.refit_workers, thread_name_prefix="regime-refit")
         self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)

@@ -2,7 +2,7 @@
 
 from ata.regime.core.detector import DetectorParams, RegimeDetector, RegimeState, bucket_ns
 from ata.regime.core.labels import Confirmation, LabelRule, is_volatile
-from ata.regime.core.refit import FittedMarkov, RefitRequest, RefitResult, run_refit
+from ata.regime.core.refit import FittedMarkov, RefitRequest, RefitResult, run_refit, warm_up
 
 __all__ = [
     "Confirmation",
@@ -16,4 +16,5 @@ __all__ = [
     "bucket_ns",
     "is_volatile",
     "run_refit",
+    "warm_up",
 ]

@@ -120,6 +120,12 @@ def fit_markov(
     return FittedMarkov(params, filt.probabilities)
 
 
+def warm_up() -> bool:
+    """Nothing: submitted to a fresh worker process so that it imports this module (arch,
+    statsmodels) while the service starts, not when the first fit is due."""
+    return True
+
+
 def run_refit(request: RefitRequest) -> RefitResult:
     """Fit every model the request names; a model that fails to fit is reported in ``errors``, never raised."""
     returns = np.asarray(request.returns, dtype=np.float64)
