@@ -20,6 +20,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -77,13 +78,19 @@ def position_id(topic: str, partition: int, offset: int) -> str:
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Bound once: these run once per consumed record.
+_canonical = _CANONICAL_UUID.fullmatch
+_loads = orjson.loads
+_dumps = orjson.dumps
+#: (topic, partition, offset) of a :class:`JournalRecord`.
+_POSITION = itemgetter(1, 2, 3)
 
 
 def _event_id(value: object) -> str | None:
     """``value`` as a canonical UUID string, or None when it is not one."""
     if type(value) is not str:
         return None
-    if _CANONICAL_UUID.fullmatch(value):
+    if _canonical(value):
         return value  # what every platform producer writes; parsing it again costs more than the insert
     try:
         return str(uuid.UUID(value))
@@ -104,9 +111,10 @@ def headers_json(headers: Mapping[str, str] | Sequence[tuple[str, bytes | None]]
     bytes replaced, a repeated key keeps its last value: what :func:`ata.runtime.codec.from_kafka_headers` gives)."""
     if not headers:
         return "{}"
-    if isinstance(headers, Mapping):
-        return orjson.dumps(headers if type(headers) is dict else dict(headers)).decode()
-    return orjson.dumps({key: (value or b"").decode("utf-8", "replace") for key, value in headers}).decode()
+    # The client's tuple or list is tested first: the ABC check costs more than the rest of the conversion.
+    if type(headers) is not tuple and type(headers) is not list and isinstance(headers, Mapping):
+        return _dumps(headers if type(headers) is dict else dict(headers)).decode()
+    return _dumps({key: (value or b"").decode("utf-8", "replace") for key, value in headers}).decode()
 
 
 def to_record(topic: str, partition: int, offset: int, key: bytes | str | None, value: bytes | None,  # noqa: PLR0917
@@ -114,20 +122,24 @@ def to_record(topic: str, partition: int, offset: int, key: bytes | str | None, 
     """The journal row for one consumed record (see the module contract); ``headers`` as :func:`headers_json` takes them.
 
     Runs once per consumed record, so it reads the parsed object with exact type checks
-    (``type(x) is int`` also refuses ``bool``, as the contract wants) and builds the tuple
-    positionally; an origin event's ``correlation_id`` equals its ``event_id`` and is not parsed twice.
+    (``type(x) is int`` also refuses ``bool``, as the contract wants), accepts a canonical
+    ``event_id`` with one regex match, and builds the tuple positionally; an origin event's
+    ``correlation_id`` equals its ``event_id`` and is not checked twice.
     """
     key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     raw = value or b""
-    headers_text = headers_json(headers)
     try:
-        data = orjson.loads(raw)
+        data = _loads(raw)
     except orjson.JSONDecodeError:
         data = None
-    event_id = _event_id(data.get("event_id")) if type(data) is dict else None
-    if data is None or event_id is None:
-        return _undecodable(topic, partition, offset, key_text, raw, headers_text, timestamp_ms)
+    if type(data) is not dict:
+        return _undecodable(topic, partition, offset, key_text, raw, headers_json(headers), timestamp_ms)
     get = data.get
+    event_id = get("event_id")
+    if type(event_id) is not str or not _canonical(event_id):
+        event_id = _event_id(event_id)
+        if event_id is None:
+            return _undecodable(topic, partition, offset, key_text, raw, headers_json(headers), timestamp_ms)
     ts_event = get("ts_event")
     if type(ts_event) is not int:
         ts_event = max(timestamp_ms, 0) * 1_000_000
@@ -144,7 +156,7 @@ def to_record(topic: str, partition: int, offset: int, key: bytes | str | None, 
         event_id if correlation == event_id else _event_id(correlation),
         None if causation is None else _event_id(causation),
         symbol if type(symbol) is str else None,
-        headers_text,
+        headers_json(headers),
         raw.decode(),  # orjson accepted it, so it is valid UTF-8: the text is the published bytes exactly
     )
 
@@ -174,14 +186,23 @@ class Gap:
 
 
 def batch_ranges(records: Iterable[JournalRecord]) -> list[OffsetRange]:
-    """The contiguous offset runs of a batch, per partition (a batch from one fetch is one run per partition)."""
+    """The contiguous offset runs of a batch, per partition (a batch from one fetch is one run per partition).
+
+    Once per record, so the position is read with one C-level getter and the partition's spans are
+    looked up only when the partition changes (a fetch lists each partition's records together).
+    """
     runs: dict[tuple[str, int], list[list[int]]] = {}
-    for record in records:
-        spans = runs.setdefault((record.topic, record.partition), [])
-        if spans and spans[-1][1] + 1 == record.offset:
-            spans[-1][1] = record.offset
+    topic: str | None = None
+    partition = -1
+    spans: list[list[int]] = []
+    for t, p, offset in map(_POSITION, records):
+        if p != partition or t != topic:
+            topic, partition = t, p
+            spans = runs.setdefault((t, p), [])
+        if spans and spans[-1][1] + 1 == offset:
+            spans[-1][1] = offset
         else:
-            spans.append([record.offset, record.offset])
+            spans.append([offset, offset])
     return [OffsetRange(t, p, a, b) for (t, p), spans in runs.items() for a, b in spans]
 
 

@@ -38,8 +38,9 @@ Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
 BUSY_TIMEOUT_MS = 5000
 #: Page cache (KiB): the event_id index takes random inserts, which stay cheap while it is cached.
 CACHE_KIB = 131_072
-#: Pages of a new journal file: rows of ~0.5-1 KiB, fewer page headers and splits than with 4 KiB pages.
-PAGE_BYTES = 8192
+#: Pages of a new journal file: rows of ~0.5-1 KiB, fewer page headers and splits than with smaller pages
+#: (measured on the append bench: 16 KiB cost ~10 % less CPU per event than 8 KiB, 4 KiB ~20 % more).
+PAGE_BYTES = 16384
 #: Reads through a memory map (no copy into the page cache of the connection) up to this size.
 MMAP_BYTES = 1 << 30
 #: Columns holding UUIDs (BLOBs since version 2).
