@@ -669,7 +669,18 @@ class RollingCorrelation(StreamingIndicator):
         m = self._m
         if not m.ready:
             return math.nan
-        vx, vy = m.var_x(0), m.var_y(0)
-        if vx == 0.0 or vy == 0.0:
+        if m.var_x(0) == 0.0 or m.var_y(0) == 0.0:
             return math.nan
-        return min(1.0, max(-1.0, m.cxy / m.n / math.sqrt(vx * vy)))
+        # Two passes over the window, not the running co-moment: after a large value has left
+        # the window, the running sums cancel catastrophically on a nearly constant window.
+        xs, ys, n = m.xs, m.ys, len(m.xs)
+        mx, my = math.fsum(xs) / n, math.fsum(ys) / n
+        sxy = sxx = syy = 0.0
+        for x, y in zip(xs, ys, strict=True):
+            dx, dy = x - mx, y - my
+            sxy += dx * dy
+            sxx += dx * dx
+            syy += dy * dy
+        if sxx == 0.0 or syy == 0.0:
+            return math.nan
+        return min(1.0, max(-1.0, sxy / math.sqrt(sxx * syy)))
