@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import collections
 import contextlib
 import functools
 import logging
@@ -108,9 +109,9 @@ class Delivery(NamedTuple):
     timestamp_ms: int = -1
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
-    """Where a published message was stored (acknowledged)."""
+class Published(NamedTuple):
+    """Where a published message was stored (acknowledged); immutable, a named tuple because one
+    is built per published record."""
 
     topic: str
     partition: int
@@ -277,10 +278,10 @@ class KafkaBus:
 
     async def _acknowledged(self, records: Sequence[tuple[str, bytes, str | None]], futures: list[Any]) -> list[Published]:
         acks = await asyncio.gather(*futures)
-        published = []
-        for (topic, _, key), ack in zip(records, acks, strict=True):
-            _topic_metrics(self.service, topic).events_out.inc()
-            published.append(Published(topic=topic, partition=int(ack.partition), offset=int(ack.offset), key=key))
+        published = [Published(topic, ack.partition, ack.offset, key) for (topic, _, key), ack in zip(records, acks, strict=True)]
+        counts = collections.Counter(topic for topic, _, _ in records)  # one metric update per topic, not per record
+        for topic, count in counts.items():
+            _topic_metrics(self.service, topic).events_out.inc(count)
         return published
 
     async def _send(self, records: Sequence[tuple[str, bytes, str | None]], headers: Mapping[str, str] | None) -> list[Published]:
