@@ -1,7 +1,7 @@
-"""``SlidingRealizedVolatility`` and ``SlidingChannel`` against the streaming ``RealizedVolatility``
-and ``Donchian``: values bit for bit, snapshots interchangeable in both directions. (``SlidingMoments``
-against ``Sma`` / ``RollingStd`` / ``ZScore`` is held to the same standard in the regime service's
-hot-path tests.)"""
+"""The sliding windows against the streaming indicators they replace on hot paths --
+``SlidingMoments`` against ``Sma`` / ``RollingStd`` / ``ZScore``, ``SlidingRealizedVolatility``
+against ``RealizedVolatility``, ``SlidingChannel`` against ``Donchian``: values bit for bit,
+snapshots interchangeable."""
 
 from __future__ import annotations
 
@@ -13,12 +13,45 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ata.quant.indicators import Donchian, RealizedVolatility
-from ata.quant.windows import SlidingChannel, SlidingRealizedVolatility
+from ata.quant.indicators import Donchian, RealizedVolatility, RollingStd, Sma, ZScore
+from ata.quant.windows import SlidingChannel, SlidingMoments, SlidingRealizedVolatility
 
 #: Prices from a small grid (repeats give zero returns and constant windows) or anywhere positive.
 _prices = st.one_of(st.integers(min_value=1, max_value=6).map(lambda i: i / 2.0),
                     st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False))
+
+
+#: Values from a small grid, so repeats, constant stretches and exact cancellations occur.
+_grid_values = st.integers(min_value=-8, max_value=8).map(lambda i: i / 4.0)
+_values = st.one_of(_grid_values, st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False))
+
+
+@settings(max_examples=200, deadline=None)
+@given(xs=st.lists(_values, max_size=120), window=st.integers(min_value=2, max_value=25))
+def test_sliding_moments_equal_the_streaming_indicators_bit_for_bit(xs: list[float], window: int) -> None:
+    moments, sma, std, zscore = SlidingMoments(window), Sma(window), RollingStd(window), ZScore(window)
+    for x in xs:
+        mean = moments.push(x)
+        expected = sma.update(x)
+        assert mean == expected or (math.isnan(mean) and math.isnan(expected))
+        for ours, theirs in ((moments.std(), std.update(x)), (moments.zscore(), zscore.update(x))):
+            assert ours == theirs or (math.isnan(ours) and math.isnan(theirs))
+    assert moments.snapshot("Sma") == sma.snapshot()
+    assert moments.snapshot("RollingStd") == std.snapshot()
+    assert moments.snapshot("ZScore") == zscore.snapshot()
+
+
+@settings(max_examples=100, deadline=None)
+@given(head=st.lists(_values, max_size=60), tail=st.lists(_values, max_size=40), window=st.integers(min_value=1, max_value=12))
+def test_sliding_moments_resume_from_an_indicator_snapshot(head: list[float], tail: list[float], window: int) -> None:
+    sma = Sma(window)
+    for x in head:
+        sma.update(x)
+    moments = SlidingMoments.restore(sma.snapshot())
+    for x in tail:
+        ours, theirs = moments.push(x), sma.update(x)
+        assert ours == theirs or (math.isnan(ours) and math.isnan(theirs))
+    assert moments.snapshot("Sma") == sma.snapshot()
 
 
 def _same(a: float, b: float) -> bool:

@@ -1,7 +1,5 @@
 """The hot-path building blocks give exactly what the general-purpose forms give.
 
-- ``SlidingMoments`` against the streaming ``Sma`` / ``RollingStd`` / ``ZScore`` (values
-  bit for bit, snapshots interchangeable);
 - ``CorrelationWindow`` against the average pairwise correlation computed from the
   window's per-timestamp dicts;
 - state events built without re-validation against the validated constructors
@@ -21,44 +19,14 @@ from pydantic import ValidationError
 from ata.events import Message
 from ata.events.market import BarClosed
 from ata.events.regime import RegimeChanged, RegimeLabel, RegimeStateUpdated
-from ata.quant.indicators import RollingStd, Sma, ZScore
 from ata.regime.core import RegimeState
 from ata.regime.core.correlation import CorrelationWindow
 from ata.regime.core.events import _fast_state_allowed, state_events
-from ata.regime.core.windows import SlidingMoments
 from ata.runtime.codec import encode
 
 #: Values from a small grid, so repeats, constant stretches and exact cancellations occur.
 _grid_values = st.integers(min_value=-8, max_value=8).map(lambda i: i / 4.0)
 _values = st.one_of(_grid_values, st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False))
-
-
-@settings(max_examples=200, deadline=None)
-@given(xs=st.lists(_values, max_size=120), window=st.integers(min_value=2, max_value=25))
-def test_sliding_moments_equal_the_streaming_indicators_bit_for_bit(xs: list[float], window: int) -> None:
-    moments, sma, std, zscore = SlidingMoments(window), Sma(window), RollingStd(window), ZScore(window)
-    for x in xs:
-        mean = moments.push(x)
-        expected = sma.update(x)
-        assert mean == expected or (math.isnan(mean) and math.isnan(expected))
-        for ours, theirs in ((moments.std(), std.update(x)), (moments.zscore(), zscore.update(x))):
-            assert ours == theirs or (math.isnan(ours) and math.isnan(theirs))
-    assert moments.snapshot("Sma") == sma.snapshot()
-    assert moments.snapshot("RollingStd") == std.snapshot()
-    assert moments.snapshot("ZScore") == zscore.snapshot()
-
-
-@settings(max_examples=100, deadline=None)
-@given(head=st.lists(_values, max_size=60), tail=st.lists(_values, max_size=40), window=st.integers(min_value=1, max_value=12))
-def test_sliding_moments_resume_from_an_indicator_snapshot(head: list[float], tail: list[float], window: int) -> None:
-    sma = Sma(window)
-    for x in head:
-        sma.update(x)
-    moments = SlidingMoments.restore(sma.snapshot())
-    for x in tail:
-        ours, theirs = moments.push(x), sma.update(x)
-        assert ours == theirs or (math.isnan(ours) and math.isnan(theirs))
-    assert moments.snapshot("Sma") == sma.snapshot()
 
 
 def _average_from_dicts(rows: list[dict[str, float]], window: int) -> float:
