@@ -38,6 +38,12 @@ def test_risk_parity_contributions_are_equal(n: int, seed: int) -> None:
     assert res.weights.sum() == pytest.approx(1.0) and np.all(res.weights > 0)
 
 
+def test_risk_parity_refuses_a_singular_covariance() -> None:
+    hedge = np.array([[1.0, -1.0], [-1.0, 1.0]])  # two assets that cancel each other exactly
+    with pytest.raises(ValueError, match="positive definite"):
+        op.risk_parity_allocation(hedge, np.array([1.0, 1.0]))
+
+
 def test_risk_parity_with_budgets_and_with_shorts() -> None:
     cov = _spd(6, 9)
     budgets = np.array([1, 2, 3, 1, 2, 3], dtype=float)

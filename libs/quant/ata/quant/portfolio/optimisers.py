@@ -187,7 +187,10 @@ def risk_parity_allocation(
         raise ValueError("every symbol needs a positive variance")
     s = c / np.outer(d, d)  # correlation: Newton is scale-free there; map back with 1/d
     x = np.sqrt(b)
-    x *= math.sqrt(1.0 / float(x @ s @ x))
+    quadratic = float(x @ s @ x)
+    if not quadratic > 0.0:  # e.g. two assets that hedge each other exactly: no weights carry the budgets
+        raise ValueError("risk budgeting needs a positive definite covariance; this one is singular")
+    x *= math.sqrt(1.0 / quadratic)
 
     def objective(v: FloatArray) -> float:
         return float(0.5 * v @ s @ v - b @ np.log(v))

@@ -139,8 +139,8 @@ class CoordinationView:
             return None
         base = [self.config.budget(n) for n in self.used]
         redundancy = [self.redundancy[n] for n in self.used]
-        # A singular covariance (strategies hedging each other) can make the Newton iteration divide
-        # by zero; the check of the realised shares below rejects whatever comes out of it.
+        # A singular covariance (strategies hedging each other) is refused by the allocation, or a
+        # nearly singular one yields weights that the check of the realised shares below rejects.
         try:
             with np.errstate(divide="ignore", invalid="ignore"):
                 weights, shares = allocate_strategy_capital(cov, base, self.config.regime_tilt.multipliers(sharpes),
