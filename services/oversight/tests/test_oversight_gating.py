@@ -124,13 +124,15 @@ async def test_gating_veto_approval_modification_and_fallbacks(kafka_bootstrap: 
         "AAA": Reply(verdict_json("approve", rationale="fine")),
         "BBB": Reply(verdict_json("reject", rationale="earnings tomorrow", flags=("event_risk",))),
         "CCC": Reply(verdict_json("modify", max_target_weight=0.1, rationale="halve it")),
-        "DDD": Stall(30.0, verdict_json("approve")),  # oversight's deadline -> the rules' verdict (cap 1.0)
+        "DDD": Stall(30.0, verdict_json("approve")),  # the request times out -> the rules' verdict (cap 1.0)
         "EEE": Reply("sure, go ahead"),  # malformed -> the rules' verdict (approve)
     }
     reviews_before = METRICS.get_sample_value("ata_oversight_reviews_total",
                                               {"subject_type": "TargetProposed", "verdict": "reject"}) or 0.0
     async with rig(kafka_bootstrap, redis_url, unique_name, script, risk_overrides={"oversight_timeout_ms": 10_000},
-                   oversight_overrides={"request_timeout_ms": 500, "deadline_ms": 800}) as r:
+                   # The deadline stays far above the one attempt's timeout so that, however loaded the machine,
+                   # the stall ends as a request timeout (an 800 ms deadline once won the race under load).
+                   oversight_overrides={"request_timeout_ms": 500, "deadline_ms": 5_000}) as r:
         now = time.time_ns()
         await r.market(tuple(script), now)
         weights = {"AAA": 0.25, "BBB": 0.25, "CCC": 0.2, "DDD": 1.5, "EEE": 0.25}
