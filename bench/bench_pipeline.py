@@ -69,11 +69,12 @@ from confluent_kafka.admin._listoffsets import OffsetSpec  # not re-exported for
 
 from ata.events import REGISTRY, BarClosed, Topic
 from ata.runtime import infra, kafka
-from ata.runtime.cli_up import paper_defaults, service_specs
+from ata.runtime.cli_up import service_specs
 from ata.runtime.config import RuntimeSettings
 from ata.runtime.quiescence import PipelineGate
 from ata.runtime.supervisor import Supervisor
 from ata.runtime.testing import read_topic
+from ata.runtime.up_modes import paper_defaults
 from bench.bench_execution import sched_seconds
 from bench.runner import Context, Metric, benchmark, percentile
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ata.runtime import infra
-from ata.runtime.cli_up import account_line, paper_defaults, service_specs
+from ata.runtime.cli_up import account_line, service_specs
+from ata.runtime.up_modes import paper_defaults
 
 
 def test_paper_defaults_replay_synthetic_data_or_the_sp500_series() -> None:

@@ -3,8 +3,11 @@
 Out of the box it paper trades: market data replays synthetic multi-symbol bars (or, with
 ``--data sp500``, the shipped S&P 500 series) at ``--speed``, execution trades through the
 in-process simulated broker on market time, and the journal writes to the state directory.
-These are defaults passed to every child as environment variables (:func:`paper_defaults`);
-a variable already set in the environment wins.
+With Alpaca keys in the environment (``APCA_API_KEY_ID``, ``APCA_API_SECRET_KEY``) it trades on
+the Alpaca paper account instead, on live Alpaca bars (:mod:`ata.runtime.up_modes`; the
+``--data/--speed/--symbols`` options are then unused). The mode is printed first; one key
+without the other stops ``ata up`` before anything starts. A mode is environment defaults for
+every child; a variable already set in the environment wins.
 
 Ctrl-C (SIGINT) or SIGTERM stops every service (SIGTERM, 10 s, SIGKILL) and then stops the
 infrastructure, unless it was already running before ``ata up`` (then it is left running).
@@ -32,30 +35,20 @@ from ata.runtime import infra
 from ata.runtime.cli_common import console as make_console
 from ata.runtime.cli_common import external_endpoints, state_dir
 from ata.runtime.supervisor import ChildSpec, Supervisor, run_until_signalled, status_table
+from ata.runtime.up_modes import DEFAULT_SPEED, ModeError, describe, run_mode
 
 READY_LINE = "platform running; Ctrl-C stops it"
-#: Replay pace per data set: synthetic 1-minute bars at 10 minutes a second; daily bars at a day a second.
-DEFAULT_SPEED = {"synthetic": 600.0, "sp500": 86_400.0}
 TRADING_STATES = {0: "ACTIVE", 1: "REDUCING", 2: "HALTED"}
 ACCOUNT_POLL_S = 2.0
 
 
-def paper_defaults(data: str = "synthetic", speed: float | None = None, symbols: int = 5) -> dict[str, str]:
-    """Environment defaults of a paper-trading run over replayed ``data`` (synthetic or sp500)."""
-    pace = DEFAULT_SPEED[data] if speed is None else speed
-    source = ({"ATA_MARKETDATA_SOURCE": "synthetic", "ATA_MARKETDATA_SYNTHETIC_SYMBOLS": str(symbols)} if data == "synthetic"
-              else {"ATA_MARKETDATA_SOURCE": "dataset", "ATA_MARKETDATA_DATASET": data})
-    return {**source, "ATA_MARKETDATA_SPEED_FACTOR": repr(pace), "ATA_EXECUTION_BROKERS": "sim",
-            "ATA_EXECUTION_CLOCK": "market"}
-
-
 def service_specs(names: list[str], state: infra.InfraState, directory: Path,
-                  defaults: Mapping[str, str] | None = None) -> list[ChildSpec]:
+                  defaults: Mapping[str, str] | None = None, forced: Mapping[str, str] | None = None) -> list[ChildSpec]:
     """One child per service: ``python -m ata.runtime.cli run <name>`` against the given infra.
 
-    ``defaults`` are passed where the environment does not set the variable already.
+    ``defaults`` are passed where the environment does not set the variable already, ``forced`` always.
     """
-    env = {k: v for k, v in (defaults or {}).items() if k not in os.environ}
+    env = {k: v for k, v in (defaults or {}).items() if k not in os.environ} | dict(forced or {})
     env |= {"ATA_KAFKA_BOOTSTRAP": state.kafka_bootstrap, "ATA_REDIS_URL": state.redis_url, "ATA_STATE_DIR": str(directory)}
     return [ChildSpec(name, (sys.executable, "-m", "ata.runtime.cli", "run", name), env) for name in names]
 
@@ -97,6 +90,12 @@ def up(
     names = _select(services)
     if data not in DEFAULT_SPEED:
         raise typer.BadParameter(f"--data must be one of {', '.join(DEFAULT_SPEED)}")
+    try:
+        mode = run_mode(os.environ, data, speed, symbols)
+    except ModeError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(describe(mode, os.environ))
     directory = state_dir()
     previous = infra.InfraState.load(directory)
     already_running = previous is not None and all(infra.pid_alive(p) for p in previous.owned_pids())
@@ -107,7 +106,7 @@ def up(
                       + (" (already running)" if already_running else ""))
         if provision:
             _provision(console, state.kafka_bootstrap)
-        specs = service_specs(names, state, directory, paper_defaults(data, speed, symbols))
+        specs = service_specs(names, state, directory, mode.defaults, mode.forced)
         supervisor = Supervisor(specs, log_dir=directory / "logs" / "services")
         asyncio.run(_supervise(console, supervisor))
         console.print("services stopped")

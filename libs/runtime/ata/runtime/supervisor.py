@@ -48,11 +48,14 @@ class ChildState(StrEnum):
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """How to run one child. ``http_port`` None: a free port is picked at each start."""
+    """How to run one child. ``http_port`` None: a free port is picked at each start.
+
+    ``env`` may carry secrets (broker keys), so it is left out of the ``repr``.
+    """
 
     name: str
     argv: tuple[str, ...]
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
     http_port: int | None = None
 
 

@@ -36,23 +36,26 @@ T0 = 1_704_205_800_000_000_000  # 2024-01-02 14:30 UTC
 MIN = 60_000_000_000
 
 
-def bar_message(symbol: str, minute: int) -> dict[str, Any]:
-    """The stream's bar message for ``minute`` minutes after :data:`T0`."""
+def bar_message(symbol: str, minute: int, t0_ns: int = T0) -> dict[str, Any]:
+    """The stream's bar message for ``minute`` minutes after ``t0_ns``."""
     price = 100.0 + minute
     return {"T": "b", "S": symbol, "o": price, "h": price + 0.5, "l": price - 0.5, "c": price + 0.1, "v": 1000 + minute,
-            "t": msgpack.Timestamp.from_unix_nano(T0 + minute * MIN), "n": 10, "vw": price}
+            "t": msgpack.Timestamp.from_unix_nano(t0_ns + minute * MIN), "n": 10, "vw": price}
 
 
-def rest_bar(minute: int) -> dict[str, Any]:
+def rest_bar(minute: int, t0_ns: int = T0) -> dict[str, Any]:
     """The same bar as the REST API returns it (ISO time)."""
-    message = bar_message("AAA", minute)
-    iso = datetime.fromtimestamp((T0 + minute * MIN) / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
+    message = bar_message("AAA", minute, t0_ns)
+    iso = datetime.fromtimestamp((t0_ns + minute * MIN) / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
     return {**{k: message[k] for k in ("o", "h", "l", "c", "v", "n", "vw")}, "t": iso}
 
 
 @dataclass
 class FakeAlpaca:
-    """Per stream connection, a script: the minutes to send, then ``"close"`` (drop) or ``"silent"`` (stay mute)."""
+    """Per stream connection, a script: the minutes to send, then ``"close"`` (drop) or ``"silent"`` (stay mute).
+
+    Minute 0 opens at ``t0_ns`` (default :data:`T0`; a test of live trading passes a recent time).
+    """
 
     scripts: list[tuple[list[int], str]]
     backfill_minutes: list[int] = field(default_factory=list)
@@ -61,6 +64,7 @@ class FakeAlpaca:
     connections: int = 0
     auth_failures: int = 0
     rest_calls: list[str] = field(default_factory=list)
+    t0_ns: int = T0
 
     def authorised(self, headers: Any) -> bool:
         if headers.get("APCA-API-KEY-ID") == KEY and headers.get("APCA-API-SECRET-KEY") == SECRET:
@@ -88,7 +92,7 @@ class FakeAlpaca:
                                               "c": ["R"], "z": "C", "t": msgpack.Timestamp.from_unix_nano(T0 + minute * MIN)}]))
         minutes, then = self.scripts[min(index, len(self.scripts) - 1)]
         for minute in minutes:
-            await ws.send(msgpack.packb([bar_message("AAA", minute)]))
+            await ws.send(msgpack.packb([bar_message("AAA", minute, self.t0_ns)]))
         if then == "close":
             await ws.close()
             return
@@ -104,7 +108,8 @@ class FakeAlpaca:
         self.rest_calls.append("bars")
         if not self.authorised(request.headers):
             return web.json_response({"message": "forbidden."}, status=403)
-        return web.json_response({"bars": {"AAA": [rest_bar(m) for m in self.backfill_minutes]}, "next_page_token": None})
+        bars = [rest_bar(m, self.t0_ns) for m in self.backfill_minutes]
+        return web.json_response({"bars": {"AAA": bars}, "next_page_token": None})
 
 
 @dataclass
