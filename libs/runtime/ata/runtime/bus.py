@@ -20,6 +20,12 @@ Contract:
   goes on. A handler raising :class:`RetryableError` is retried with backoff first. Only
   ``BaseException``\\ s that are not ``Exception`` (cancellation, interpreter exit) and a failure to
   publish a dead letter stop the loop, without committing.
+- Batch handling (``batch_handler``): instead of one handler call per record, the loop admits the
+  records of a fetched batch as above (decode, type check, validate, skip applied ids) and hands
+  all admitted ones to one call, in fetch order; it answers per record (None: handled, an
+  exception: dead-lettered at stage ``handle``). Ids are remembered and offsets committed only
+  after the call returned, so a batch handler that publishes must return only once its outputs
+  are acknowledged. :class:`RetryableError` is not retried there: the batch handler decides.
 - :class:`InMemoryBus` has the same publish API and delivers synchronously, in publish order,
   to subscribed handlers: backtests and unit tests run the same service code without a broker.
 """
@@ -59,6 +65,7 @@ from ata.runtime.resilience import Backoff, retry, retry_on
 __all__ = [
     "DEFAULT_HANDLER_RETRY",
     "Acks",
+    "BatchHandler",
     "ConsumerLoop",
     "Delivery",
     "Handler",
@@ -121,6 +128,10 @@ class Published(NamedTuple):
 
 #: ``async def handler(message, delivery) -> None``; raise to dead-letter, RetryableError to retry first.
 Handler = Callable[[Message, Delivery], Awaitable[None]]
+
+#: ``async def handle_batch(batch) -> results``: one result per ``(message, delivery)`` of ``batch``, in its
+#: order; None when the record was handled, the exception that fails it otherwise (it is dead-lettered).
+BatchHandler = Callable[[Sequence[tuple[Message, Delivery]]], Awaitable[Sequence[Exception | None]]]
 
 #: The acknowledgements of records handed to the producer (:meth:`KafkaBus.enqueue_routed`).
 Acks = asyncio.Future[list["Published"]]
@@ -460,6 +471,8 @@ class ConsumerLoop:
     default) handles the batch strictly in order. Above 1, the records of each (partition, key)
     are still handled one after another in offset order, but different keys overlap: for
     handlers that wait on I/O (a broker call) and whose effects are independent per key.
+    ``batch_handler``: when given, each fetched batch's admitted records go to it in one call
+    (see the module contract) and ``handler`` is not called; ``concurrency`` does not apply.
     ``assignments`` counts the partition assignments this member received (a rebalance adds one).
     """
 
@@ -473,6 +486,7 @@ class ConsumerLoop:
         applied: AppliedIds | None = None,
         retry_backoff: Backoff = DEFAULT_HANDLER_RETRY,
         concurrency: int = 1,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         if not topics:
             raise ValueError("a consumer loop needs at least one topic")
@@ -485,6 +499,7 @@ class ConsumerLoop:
         self.applied = applied
         self.retry_backoff = retry_backoff
         self.concurrency = concurrency
+        self.batch_handler = batch_handler
         self.assignments = 0
         self._remembering = _Remembering(applied)
         self._consumer: AIOKafkaConsumer | None = None
@@ -611,7 +626,9 @@ class ConsumerLoop:
                 continue
             items = self._prepare(batches)
             try:
-                if self.concurrency == 1:
+                if self.batch_handler is not None:
+                    await self._handle_batch(self.batch_handler, items)
+                elif self.concurrency == 1:
                     await self._handle_in_order(items)
                 else:
                     await self._handle_by_key(items)
@@ -693,6 +710,37 @@ class ConsumerLoop:
         finally:
             batch.observe(self.service)
 
+    async def _handle_batch(self, handler: BatchHandler, items: list[_Item]) -> None:
+        """The admitted records of the batch through one ``handler`` call (see the module contract)."""
+        batch = _Batch({event_id.int for event_id in await self._already_applied(items)})
+        if self._stopping:
+            return  # nothing taken up: nothing committed, all redelivered
+        admitted: list[tuple[_Item, Message, Delivery]] = []
+        for item in items:
+            item.processed = True
+            message = await self._admit(item, batch)
+            if message is not None:
+                admitted.append((item, message, _delivery(item.record)))
+        if not admitted:
+            return
+        started = time.perf_counter()
+        try:
+            results: Sequence[Exception | None] = await handler([(message, delivery) for _, message, delivery in admitted])
+        except Exception as exc:  # the whole call failed: so did every record in it
+            results = [exc] * len(admitted)
+        if len(results) != len(admitted):
+            raise ValueError(f"the batch handler answered {len(results)} results for {len(admitted)} records")
+        share = (time.perf_counter() - started) / len(admitted)  # histogram sum = time in the handler
+        for (item, message, delivery), result in zip(admitted, results, strict=True):
+            batch.handler_seconds[delivery.topic].append(share)
+            if result is None:
+                item.applied = True
+                if self.applied is not None:
+                    self._remembering.add(message.event_id)
+            else:
+                await self._dead_letter(delivery, "handle", f"{type(result).__name__}: {result}")
+        batch.observe(self.service)
+
     async def _already_applied(self, items: list[_Item]) -> set[uuid.UUID]:
         """The ids of the batch the group already applied: one look-up for the whole batch."""
         if self.applied is None:
@@ -721,20 +769,29 @@ class ConsumerLoop:
             item.failure = (exc.stage, exc.reason)
             return None
 
-    async def _process(self, item: _Item, batch: _Batch, handling: _Handling) -> None:
-        """Handle one record; its outputs' acknowledgements are collected on ``item`` for :meth:`_settle`."""
-        item.processed = True
+    async def _admit(self, item: _Item, batch: _Batch) -> Message | None:
+        """The record's message if it goes to the handler; None after dead-lettering it (it has no
+        valid message) or counting it as a duplicate (its id was applied before or earlier in the batch)."""
         message = self._validated(item)
         if message is None:
             stage, reason = item.failure or ("decode", "no message")
             await self._dead_letter(_delivery(item.record), stage, reason)
-            return
+            return None
         event_id = message.event_id
         looked_up = self.applied is None or event_id == item.event_id
         if event_id.int in batch.applied or (not looked_up and await self._applied_before(event_id)):
             _topic_metrics(self.service, item.tp.topic).duplicates.inc()
-            return
+            return None
         batch.applied.add(event_id.int)  # a repeat later in this batch is a duplicate too
+        return message
+
+    async def _process(self, item: _Item, batch: _Batch, handling: _Handling) -> None:
+        """Handle one record; its outputs' acknowledgements are collected on ``item`` for :meth:`_settle`."""
+        item.processed = True
+        message = await self._admit(item, batch)
+        if message is None:
+            return
+        event_id = message.event_id
         delivery = _delivery(item.record)
         handling.item = item
         started = time.perf_counter()

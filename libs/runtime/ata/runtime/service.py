@@ -33,6 +33,17 @@ turn it on only where handling a redelivered message publishes its outputs again
 function of the message and of state that does not already record its effect). A handler that
 drops a redelivery because its own store says "done" (write-ahead state) must keep it off.
 
+Batch handling (optional: a service that overrides :meth:`Service.handle_batch`): the admitted
+messages of a whole fetched batch go to one ``handle_batch`` call instead of one ``handle`` call
+each. The batch has one CONSUMER span, linked to the trace context each message carries; all
+outputs are handed to the producer in one call, in message order, and their acknowledgements
+awaited once; then the batch's ids are remembered and its offsets committed (so a crash still
+redelivers whatever was not acknowledged). A message whose result is an exception, or whose
+outputs the broker refused, is dead-lettered. ``concurrency`` and ``pipeline_outputs`` do not
+apply: ``handle_batch`` decides what it overlaps, and must keep messages of one key in order.
+For services whose per-message work shares round trips (a store write, a broker request) and
+whose per-message runtime overhead (span, produce call, acknowledgement wait) is a large share.
+
 Concurrency: with :attr:`Service.concurrency` above 1, up to that many distinct keys of a
 fetched batch are handled at once; messages with the same key (per partition) stay strictly
 sequential, in offset order. Only for handlers whose effects per key are independent of other
@@ -177,9 +188,30 @@ class Service:
         """
         return {}
 
+    async def handle_batch(self, batch: Sequence[tuple[Message, Delivery]]) -> Sequence[Sequence[Message] | Exception]:
+        """React to the admitted messages of a fetched batch at once (optional; see "Batch handling" in the
+        module contract). Overriding it makes the service receive batches instead of :meth:`handle` calls.
+
+        ``batch`` is in fetch order (per partition, offset order). Return one result per message, in the
+        same order: its outputs (published by the base, in this order), or the exception that failed it
+        (that message is dead-lettered and the others go on). Messages of one key must be handled in order.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement handle_batch()")
+
+    @property
+    def handles_batches(self) -> bool:
+        """Whether this service overrides :meth:`handle_batch` (and so consumes whole batches)."""
+        return type(self).handle_batch is not Service.handle_batch
+
     def route(self, message: Message) -> str:
-        """The topic an output is published to: the registry's topic for its type unless overridden."""
-        return self.registry.topic_for(message).name
+        """The topic an output is published to: the registry's topic for its type unless overridden.
+
+        Raises ``LookupError`` for a type the registry does not route to exactly one topic.
+        """
+        topic = self._registry_route(message)
+        if topic is None:
+            raise LookupError(f"{type(message).__name__} is not carried by exactly one topic of {self.name}'s registry")
+        return topic.name
 
     # -- helpers for subclasses ---------------------------------------------------------------
 
@@ -315,6 +347,24 @@ class Service:
                     await acks
         self._events_in += 1
 
+    async def _on_batch(self, batch: Sequence[tuple[Message, Delivery]]) -> list[Exception | None]:
+        """One fetched batch through :meth:`handle_batch`: one span, one produce call, one acknowledgement wait."""
+        attributes: dict[str, str | int] = {"messaging.batch.message_count": len(batch),
+                                            "messaging.consumer.group.name": self.group_id}
+        topics = sorted({delivery.topic for _, delivery in batch})
+        with telemetry.consumer_batch_span(self.name, topics, [delivery.headers for _, delivery in batch], attributes=attributes):
+            results = await self.handle_batch(batch)
+            failures: list[Exception | None] = [result if isinstance(result, Exception) else None for result in results]
+            outputs = [output for result in results if not isinstance(result, Exception) for output in result]
+            if outputs:
+                try:
+                    await (await self._enqueue(outputs))
+                except Exception as exc:  # not all acknowledged: no message with outputs may count as handled
+                    failures = [failure if failure is not None or not result else exc
+                                for failure, result in zip(failures, results, strict=True)]
+        self._events_in += len(batch)
+        return failures
+
     async def start(self) -> None:
         """Bring the service up to RUNNING (see the module contract); on failure, undo what was started."""
         if self._phase is not Phase.CREATED:
@@ -342,7 +392,8 @@ class Service:
         if self._applied is None:
             self._applied = AppliedIds.from_url(self.group_id, self.settings.redis_url)
         consumer = ConsumerLoop(
-            self.bus, self.group_id, self.subscriptions, self._on_delivery, applied=self._applied, concurrency=self.concurrency
+            self.bus, self.group_id, self.subscriptions, self._on_delivery, applied=self._applied, concurrency=self.concurrency,
+            batch_handler=self._on_batch if self.handles_batches else None,
         )
         self._consumer = consumer
         await consumer.start()

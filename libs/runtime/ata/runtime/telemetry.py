@@ -32,7 +32,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "KafkaHeaders",
     "add_span_processor",
     "configure_logging",
+    "consumer_batch_span",
     "consumer_span",
     "extract_context",
     "inject_headers",
@@ -53,6 +54,8 @@ __all__ = [
 KafkaHeaders = Mapping[str, str | bytes] | Sequence[tuple[str, bytes | None]]
 
 TRACER_NAME = "ata.runtime"
+#: Links a batch's span keeps: the SDK's default limit of links per span (it would drop the rest).
+MAX_BATCH_LINKS = 128
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -235,6 +238,39 @@ def consumer_span(
         context=extract_context(headers),
         kind=SpanKind.CONSUMER,
         attributes=_messaging_attributes(service, topic, "process", attributes),
+    ) as span:
+        yield span
+
+
+@contextmanager
+def consumer_batch_span(
+    service: str,
+    topics: Sequence[str],
+    headers: Sequence[KafkaHeaders | None],
+    *,
+    attributes: Mapping[str, str | int] | None = None,
+) -> Iterator[Span]:
+    """The CONSUMER span of a batch of messages from ``topics`` handled together, current while the block runs.
+
+    A new trace, linked to the trace context carried by each message's ``headers`` (those of the
+    first :data:`MAX_BATCH_LINKS` messages that carry one): whatever is published inside it joins
+    the batch's trace. An exception leaving the block is recorded on the span and re-raised.
+    """
+    links: list[Link] = []
+    for carried in headers:
+        if len(links) == MAX_BATCH_LINKS:
+            break
+        if carried:
+            context = trace.get_current_span(extract_context(carried)).get_span_context()
+            if context.is_valid:
+                links.append(Link(context))
+    destination = topics[0] if len(topics) == 1 else ",".join(topics)
+    with tracer().start_as_current_span(
+        f"{destination} process",
+        context=otel_context.Context(),  # a root: the messages' own traces are linked, not parents
+        kind=SpanKind.CONSUMER,
+        links=links,
+        attributes=_messaging_attributes(service, destination, "process", attributes),
     ) as span:
         yield span
 
