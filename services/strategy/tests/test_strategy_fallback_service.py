@@ -1,6 +1,7 @@
 """The conservative fallback in the running service, on the real broker and Redis: a corrupt RL
-policy file and a non-converging optimiser each engage the fallback, an ``AllocationFallbackEngaged``
-is published on ``strategy.allocation.v1`` and counted, and target proposals keep flowing."""
+policy file, a policy that fails at run time and a non-converging optimiser each engage the fallback,
+an ``AllocationFallbackEngaged`` is published on ``strategy.allocation.v1`` and counted, and target
+proposals keep flowing."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from ata.runtime.testing import read_messages
 from ata.strategy.config import StrategySettings
 from ata.strategy.core import MetaStrategy, Method, StrategyEngine
 from ata.strategy.core.portfolio import PortfolioConstructor, PortfolioSettings
+from ata.strategy.policy_file import load_policy, save_policy
 from ata.strategy.service import SUBSCRIPTIONS, StrategyService
-from ata.strategy.testing import interleaved, universe_bars
+from ata.strategy.testing import interleaved, overflowing_policy, universe_bars
 
 WAIT_S = 60.0
 OUTPUTS = ("strategy.signals.v1", "strategy.targets.v1", "strategy.allocation.v1", "system.heartbeats.v1")
@@ -100,3 +102,48 @@ async def test_corrupt_policy_and_non_converging_optimiser_fall_back_and_trading
     assert fallbacks_counted("rl_policy", "exception") == counted_before[("rl_policy", "exception")] + 1
     assert (fallbacks_counted("optimiser:risk_parity", "not_converged")
             == counted_before[("optimiser:risk_parity", "not_converged")] + len(expected_fallbacks))
+
+
+async def test_policy_failing_at_run_time_falls_back_and_publishes_each_failure(
+        kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    names = {t: unique_name(t.split(".")[1]) for t in (*SUBSCRIPTIONS, *OUTPUTS)}
+    registry = REGISTRY.renamed(names)
+    await asyncio.to_thread(provision_topics, kafka_bootstrap, [registry.get(n) for n in names.values()])
+    bars = universe_bars(200, synthetic=1)
+    settings = StrategySettings(params=PARAMS, min_history_bars=5, default_method=Method.RL, methods_by_regime={},
+                                publish_signals=False, policy_path=tmp_path / "policy.npz",
+                                state_key=f"ata:strategy:test:{uuid.uuid4().hex}")
+    save_policy(overflowing_policy(settings.strategies), tmp_path / "policy.npz")
+    runtime = RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, instance_id="rl-runtime-test", http_port=0)
+    events = interleaved(bars)
+    # The same loaded file in process: which bars it fails on, and the fallback each one gets.
+    reference = StrategyEngine(MetaStrategy(settings.meta_config(), policy=load_policy(tmp_path / "policy.npz")),
+                               source="strategy/rl-runtime-test", publish_signals=False)
+    expected = [m for e in events for m in reference.handle(e)]
+    expected_targets = {m.event_id: m for m in expected if isinstance(m, TargetProposed)}
+    expected_fallbacks = {m.event_id: m for m in expected if isinstance(m, AllocationFallbackEngaged)}
+    assert {(m.component, m.reason) for m in expected_fallbacks.values()} == {("rl_policy", "non_finite")}
+    assert any(m.method == Method.RL.value for m in expected_targets.values())  # it fails on some bars only
+    counted_before = fallbacks_counted("rl_policy", "non_finite")
+
+    service = StrategyService(runtime, settings, topic_names=names, group_id=f"strategy-{uuid.uuid4().hex[:8]}",
+                              heartbeat_topic=names["system.heartbeats.v1"])
+    await service.start()
+    try:
+        assert service.engine.meta.policy is not None and service.policy_fallback is None  # the file itself loads
+        async with KafkaBus(runtime, service="feeder", registry=registry) as bus:
+            await bus.publish(events)
+        proposals = await read_until(kafka_bootstrap, names["strategy.targets.v1"],
+                                     lambda seen: len(of_type(seen, TargetProposed)) >= len(expected_targets))
+        allocation = await read_until(kafka_bootstrap, names["strategy.allocation.v1"],
+                                      lambda seen: len(seen) >= len(expected_fallbacks))
+    finally:
+        await service.stop()
+
+    assert {m.event_id: m for m in allocation} == expected_fallbacks and len(allocation) == len(expected_fallbacks)
+    targets = {m.event_id: m for m in of_type(proposals, TargetProposed)}
+    assert targets == expected_targets
+    for fallback in expected_fallbacks.values():  # each failing bar traded on the method it fell back to
+        [target] = [t for t in targets.values() if t.causation_id == fallback.causation_id]
+        assert target.method == fallback.fallback_method != Method.RL.value
+    assert fallbacks_counted("rl_policy", "non_finite") == counted_before + len(expected_fallbacks)

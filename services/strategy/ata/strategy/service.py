@@ -10,8 +10,10 @@ Conservative fallback: an RL policy file that cannot be read or does not fit the
 not used; the rl method falls back as the meta-strategy documents (rl → performance_regime →
 inverse_volatility → equal_weight) and trading continues. The switch is published at start as
 an ``AllocationFallbackEngaged`` (component ``rl_policy``) on ``strategy.allocation.v1``, like
-the core's optimiser fallbacks, and every fallback is counted in
-``ata_strategy_allocation_fallbacks_total{component,reason}``.
+the core's optimiser fallbacks. A loaded policy whose prediction fails at run time (it raises,
+or its outputs or weights are unusable) falls back the same way for that bar, and the core
+publishes an ``AllocationFallbackEngaged`` (component ``rl_policy``) caused by the bar. Every
+fallback is counted in ``ata_strategy_allocation_fallbacks_total{component,reason}``.
 
 With ``coordination`` configured, each decision's cross-strategy view is exported per symbol and
 strategy: ``ata_strategy_max_correlation`` (highest rolling return correlation with another
@@ -33,7 +35,7 @@ from ata.runtime.statecache import StateCache
 from ata.strategy.config import StrategySettings
 from ata.strategy.core import MetaStrategy, StrategyEngine
 from ata.strategy.core.features import FEATURE_NAMES
-from ata.strategy.core.meta import FALLBACK, Method, make_factory
+from ata.strategy.core.meta import FALLBACK, RL_COMPONENT, Method, make_factory
 from ata.strategy.core.policy import NumpyPolicy
 from ata.strategy.core.portfolio import PortfolioConstructor
 from ata.strategy.policy_file import load_policy
@@ -80,7 +82,7 @@ class StrategyService(Service):
         POLICY_LOADED.set(0)
         if path is None:
             return None
-        loaded = GuardedAllocator().guard("rl_policy", lambda: load_policy(path), _policy_problem)
+        loaded = GuardedAllocator().guard(RL_COMPONENT, lambda: load_policy(path), _policy_problem)
         if isinstance(loaded, FallbackRecord):
             self.log.error("RL policy %s unusable, the rl method falls back: %s", path, loaded.detail)
             self.policy_fallback = loaded

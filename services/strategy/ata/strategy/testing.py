@@ -1,11 +1,15 @@
-"""Event builders for tests and benchmarks of the strategy service."""
+"""Event builders (and a misbehaving RL policy) for tests and benchmarks of the strategy service."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from ata.events import BarClosed, RegimeLabel, RegimeStateUpdated, SentimentScored
 from ata.quant.synthetic import SyntheticConfig, generate_bars
+from ata.strategy.core.features import FEATURE_NAMES
+from ata.strategy.core.policy import NumpyPolicy
 from ata.strategy.core.strategies import Bar
 from ata.strategy.data import load_bars
 
@@ -53,3 +57,19 @@ def interleaved(bars: dict[str, list[Bar]], order: Sequence[str] | None = None) 
     """Bar events time by time, the symbols of each time in ``order`` (default: sorted)."""
     symbols = list(order or sorted(bars))
     return [bar_event(s, bars[s][i]) for i in range(len(bars[symbols[0]])) for s in symbols]
+
+
+def overflowing_policy(strategies: Sequence[str]) -> NumpyPolicy:
+    """A policy that passes every load-time check (finite weights, shapes that chain) but whose forward
+    pass overflows (a non-finite output) on each bar with a positive ``ret_1``; on the other bars it picks
+    its equal-weight action. A run-time failure, decided by the data, that no check of the file can see."""
+    n_features, k = len(FEATURE_NAMES), len(strategies)
+    hidden = np.zeros((2, n_features))
+    hidden[:, FEATURE_NAMES.index("ret_1")] = 1e200  # relu: 1e200 * ret_1 when the bar rose, else 0
+    output = np.zeros((k + 1, 2))
+    output[0] = (1e200, -1e200)  # overflows once the hidden units are large
+    equal_weight = np.zeros(k + 1)
+    equal_weight[k] = 1.0  # the last action wins while every output is finite
+    return NumpyPolicy(kind="ppo", activation="relu", strategies=tuple(strategies),
+                       actions=np.vstack([np.eye(k), np.full((1, k), 1.0 / k)]), obs_mean=np.zeros(n_features),
+                       obs_std=np.ones(n_features), weights=(hidden, output), biases=(np.zeros(2), equal_weight))

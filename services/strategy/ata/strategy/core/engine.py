@@ -6,6 +6,9 @@ targets and signals built by :class:`~ata.strategy.core.outputs.OutputFactory`),
 reproduces the same ids; each output type has its own salt, so turning one off changes no other:
 
 1. one ``StrategySwitched`` per strategy that adaptive switching turned off or on at this bar;
+   an ``AllocationFallbackEngaged`` (component ``rl_policy``, index 1 so that it never shares an id
+   with a portfolio section's fallback caused by the same bar) when the RL policy's prediction
+   failed for this bar and the meta-strategy fell back;
 2. one ``SignalGenerated`` per strategy out of warm-up (unless ``publish_signals`` is off);
 3. without portfolio construction: one ``TargetProposed`` (when any strategy had a signal), the
    meta-strategy's target, ``method`` = the aggregation method used;
@@ -40,6 +43,7 @@ from ata.events import (
     SentimentScored,
     StrategySwitched,
 )
+from ata.quant.portfolio.coordination import FallbackRecord
 from ata.strategy.core.meta import Decision, MetaStrategy, SymbolBook
 from ata.strategy.core.outputs import OutputFactory
 from ata.strategy.core.portfolio import PortfolioConstructor, PortfolioStep
@@ -134,6 +138,8 @@ class StrategyEngine:
         out: list[Message] = self._switch_events(bar, book, context.regime) if book.last_switched else []
         if decision is not None:
             self.last_decision[bar.symbol] = decision
+            if decision.fallback is not None:
+                out.append(self._policy_fallback_event(bar, decision, decision.fallback))
         if self.portfolio is None:
             if decision is not None:
                 out += self.to_events(bar, decision)
@@ -177,6 +183,11 @@ class StrategyEngine:
                 reason=f"{name} switched {'on' if on else 'off'}: tracked Sharpe {sharpe:.2f} {rule}",
                 tracked_sharpe=sharpe, regime=regime))
         return out
+
+    def _policy_fallback_event(self, bar: BarClosed, decision: Decision, record: FallbackRecord) -> Message:
+        return AllocationFallbackEngaged.caused_by(
+            bar, index=1, source=self.source, component=record.component, reason=record.reason.value,
+            detail=record.detail, fallback_method=record.method, regime=decision.regime, symbols=(bar.symbol,))
 
     def _portfolio_events(self, step: PortfolioStep) -> list[Message]:
         out: list[Message] = []

@@ -25,9 +25,13 @@ Per bar of a symbol, in this order (all from bars ``0..t`` and context known at 
    A method that cannot answer falls back along rl → performance_regime → inverse_volatility →
    equal_weight (risk_budget → inverse_volatility): no policy, fewer than ``min_history_bars``
    observations for some strategy (``min_correlation_bars`` returns for risk_budget), or all
-   weights zero. With ``coordination.down_weight_redundant`` the weights of every other method
-   are multiplied by the strategies' redundancy factors (from the rolling correlation of their
-   tracked returns, bars up to ``t`` only). The method published is the one actually used.
+   weights zero. A policy whose prediction fails at this bar (it raised, its outputs are not
+   finite, or its weights are non-finite, negative or not over its strategies) falls back the
+   same way, and the decision carries the failure as a :class:`FallbackRecord` (component
+   ``rl_policy``, ``method`` = the method used instead) for the engine to publish.
+   With ``coordination.down_weight_redundant`` the weights of every other method are multiplied
+   by the strategies' redundancy factors (from the rolling correlation of their tracked returns,
+   bars up to ``t`` only). The method published is the one actually used.
    Weights are normalised to sum 1.
 5. **Conflict rule.** ``net = sum(w_i * s_i)``, ``gross = sum(w_i * |s_i|)``, agreement
    ``a = |net| / gross`` (1 when every signal is flat). If ``a < min_agreement`` the signals cancel
@@ -41,15 +45,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
 
+from ata.quant.portfolio.coordination import FallbackReason, FallbackRecord
 from ata.strategy.core.coordination import CoordinationConfig, CoordinationView, ReturnWindow, StrategyCoordination
 from ata.strategy.core.features import FEATURE_NAMES, OnlineFeatures
-from ata.strategy.core.policy import NumpyPolicy, PolicyError
+from ata.strategy.core.policy import NumpyPolicy, PolicyError, PolicyOutputError
 from ata.strategy.core.strategies import BUILTIN, Bar, MarketContext, RegimeAdaptive, Signal, Strategy, StrategyParams
 from ata.strategy.core.tracking import EwStats, halflife_alpha
 
@@ -61,6 +66,9 @@ class Method(StrEnum):
     RL = "rl"
     RISK_BUDGET = "risk_budget"
 
+
+#: The component a failing RL policy is reported as (at start and per decision alike).
+RL_COMPONENT = "rl_policy"
 
 FALLBACK: dict[Method, Method] = {Method.RL: Method.PERFORMANCE, Method.PERFORMANCE: Method.INVERSE_VOL,
                                   Method.INVERSE_VOL: Method.EQUAL, Method.RISK_BUDGET: Method.INVERSE_VOL}
@@ -147,6 +155,8 @@ class Decision:
     switched: tuple[tuple[str, bool], ...] = ()
     #: Per strategy with a signal, what cross-strategy coordination saw (empty when it is off).
     coordination: tuple[StrategyCoordination, ...] = ()
+    #: The RL policy failed at this bar and ``method`` was used instead (None: it did not, or was not asked).
+    fallback: FallbackRecord | None = None
 
 
 StrategyFactory = Callable[[str], SignalSource]
@@ -278,10 +288,11 @@ class MetaStrategy:
         names = [s.strategy for s in signals]
         usable = [n for n in names if book.active[n]] or names
         view = self._coordination(book, usable)
-        method, weights = self._weights(book, context.regime, names, usable, view)
+        method, weights, failure = self._weights(book, context.regime, names, usable, view)
         report = () if view is None else view.report(names, with_shares=method is Method.RISK_BUDGET)
-        return self._combine(symbol, bar, context.regime, method=method, signals=signals, weights=weights,
-                             switched=switched, coordination=report)
+        decision = self._combine(symbol, bar, context.regime, method=method, signals=signals, weights=weights,
+                                 switched=switched, coordination=report)
+        return decision if failure is None else replace(decision, fallback=replace(failure, method=method.value))
 
     # -- weighting -------------------------------------------------------------------------------
 
@@ -292,31 +303,48 @@ class MetaStrategy:
         return CoordinationView(coordination, book.returns, book.columns, usable)
 
     def _weights(self, book: SymbolBook, regime: str, names: list[str], usable: list[str],
-                 view: CoordinationView | None) -> tuple[Method, dict[str, float]]:
+                 view: CoordinationView | None) -> tuple[Method, dict[str, float], FallbackRecord | None]:
+        """The method used, its normalised weights over ``names``, and the RL policy's failure if it had one."""
         method: Method | None = self.config.method_for(regime)
         down_weight = view is not None and view.config.down_weight_redundant
+        failure = None
         while method is not None:
-            raw = self._raw_weights(method, book, regime, usable, view)
+            if method is Method.RL:
+                raw, failure = self._policy_weights(book, usable)
+            else:
+                raw = self._raw_weights(method, book, regime, usable, view)
             if raw is not None:
                 if down_weight and method is not Method.RISK_BUDGET:  # risk_budget has them in its budgets
                     assert view is not None
                     raw = {n: w * view.redundancy[n] for n, w in raw.items()}
                 total = math.fsum(raw.values())
                 if total > 0.0:
-                    return method, {n: raw.get(n, 0.0) / total for n in names}
+                    return method, {n: raw.get(n, 0.0) / total for n in names}, failure
             method = FALLBACK.get(method)
-        return Method.EQUAL, {n: (1.0 / len(usable) if n in usable else 0.0) for n in names}
+        return Method.EQUAL, {n: (1.0 / len(usable) if n in usable else 0.0) for n in names}, failure
+
+    def _policy_weights(self, book: SymbolBook, names: list[str]) -> tuple[dict[str, float] | None, FallbackRecord | None]:
+        """The RL policy's weights over ``names`` (None without a policy or features yet); when its prediction
+        fails, None and the failure."""
+        policy, features = self.policy, book.last_features
+        if policy is None or features is None:
+            return None, None
+        try:
+            chosen = policy.strategy_weights(features)
+        except PolicyOutputError as exc:
+            return None, FallbackRecord(RL_COMPONENT, FallbackReason.NON_FINITE, str(exc)[:1000])
+        except Exception as exc:  # whatever a policy raises, trading goes on without it
+            return None, FallbackRecord(RL_COMPONENT, FallbackReason.EXCEPTION, f"{type(exc).__name__}: {exc}"[:1000])
+        problem = _weights_problem(policy.strategies, chosen)
+        if problem is not None:
+            return None, FallbackRecord(RL_COMPONENT, *problem)
+        return {n: chosen.get(n, 0.0) for n in names}, None
 
     def _raw_weights(self, method: Method, book: SymbolBook, regime: str, names: list[str],
                      view: CoordinationView | None) -> dict[str, float] | None:
         cfg = self.config
         if method is Method.EQUAL:
             return dict.fromkeys(names, 1.0)
-        if method is Method.RL:
-            if self.policy is None or book.last_features is None:
-                return None
-            chosen = self.policy.strategy_weights(book.last_features)
-            return {n: chosen.get(n, 0.0) for n in names}
         if method is Method.RISK_BUDGET:
             if view is None:
                 return None
@@ -368,6 +396,19 @@ class MetaStrategy:
             book.last_features = None if last is None else np.array(last, dtype=np.float64)
             if book.returns is not None:
                 book.returns.restore(data.get("returns") or [])
+
+
+def _weights_problem(strategies: tuple[str, ...], chosen: object) -> tuple[FallbackReason, str] | None:
+    """Why a policy's weights cannot be used (None: they can): weights over exactly its strategies, finite, >= 0."""
+    if not isinstance(chosen, Mapping) or set(chosen) != set(strategies):
+        keys = sorted(map(str, chosen)) if isinstance(chosen, Mapping) else type(chosen).__name__
+        return FallbackReason.INVALID_OUTPUT, f"weights over {keys}, the policy's strategies are {sorted(strategies)}"
+    values = list(chosen.values())
+    if not all(isinstance(w, float | int) and math.isfinite(w) for w in values):
+        return FallbackReason.NON_FINITE, f"non-finite weights {dict(chosen)}"
+    if any(w < 0 for w in values):
+        return FallbackReason.BOUNDS_VIOLATED, f"negative weights {dict(chosen)}"
+    return None
 
 
 def combine(signals: list[Signal], weights: Mapping[str, float]) -> tuple[float, float]:

@@ -26,6 +26,11 @@ class PolicyError(ValueError):
     """A policy file is malformed or does not fit the configured strategies or features."""
 
 
+class PolicyOutputError(PolicyError):
+    """A loaded policy computed an unusable output at run time (e.g. non-finite logits from a degenerate
+    standardisation): its choice means nothing and must not be traded on."""
+
+
 @dataclass(frozen=True)
 class NumpyPolicy:
     kind: str
@@ -90,7 +95,12 @@ class NumpyPolicy:
         return self._forward(obs).copy()
 
     def act(self, obs: FloatArray) -> int:
-        return int(self._forward(obs).argmax())
+        """The chosen action; :class:`PolicyOutputError` when an output is not finite (arg-max would pick
+        the first NaN, an arbitrary action)."""
+        out = self._forward(obs)
+        if not np.isfinite(out).all():
+            raise PolicyOutputError(f"non-finite policy outputs {out.tolist()}")
+        return int(out.argmax())
 
     def strategy_weights(self, obs: FloatArray) -> dict[str, float]:
         """Weights over strategies of the chosen action."""
