@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import warnings
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -12,10 +13,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from statsmodels.tsa.regime_switching.markov_regression import MarkovRegression
 
 from ata.events.regime import RegimeLabel
 from ata.events.values import MARKET_KEY
 from ata.regime.core import Confirmation, DetectorParams, LabelRule, RegimeDetector, RegimeState, run_refit
+from ata.regime.core.refit import _em_fit
 from ata.regime.core.replay import BarInput, replay
 from ata.regime.core.seasonality import seasonality_report
 
@@ -235,3 +238,20 @@ def test_seasonality_detects_a_planted_monday_effect_and_not_a_spurious_one() ->
     plain_dow, plain_moy = seasonality_report(ts, noise)
     assert plain_dow.kruskal_p > 0.01 and plain_moy.kruskal_p > 0.01
     assert len(moy.groups) == 12
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_em_fit_equals_statsmodels_fit_without_quasi_newton_bit_for_bit(k: int) -> None:
+    """The refit's short path returns exactly the parameters and log-likelihood of statsmodels' own
+    ``fit(em_iter=..., maxiter=0)``, cold and warm started (a statsmodels upgrade that changed this fails here)."""
+    rng = np.random.default_rng(11)
+    returns = np.concatenate([rng.normal(0.0, 1.0, 600), rng.normal(-0.2, 3.0, 400)])
+    model = MarkovRegression(returns, k_regimes=k, switching_variance=True)
+    params, _ = _em_fit(model, None, 30)
+    for start in (None, params * 0.9 + 0.01 * (np.arange(len(params)) % 2)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = model.fit(start_params=start, em_iter=30, maxiter=0, cov_type="none", disp=False)
+            got, got_llf = _em_fit(model, start, 30)
+        assert np.array_equal(got, fit.params)
+        assert got_llf == float(fit.llf)
