@@ -70,6 +70,23 @@ async def test_saves_every_n_messages_and_on_close(redis_url: str, key: str, raw
     assert orjson.loads(await raw_redis.get(key) or b"null") == {"n": 99}
 
 
+async def test_a_batch_counts_all_its_messages_and_saves_once(redis_url: str, key: str, raw_redis: Redis[bytes]) -> None:
+    taken = []
+
+    def snapshot(n: int) -> dict[str, int]:
+        taken.append(n)
+        return {"n": n}
+
+    cache = StateCache(redis_url, key, save_every_messages=3)
+    await cache.handled(lambda: snapshot(2), count=2)
+    assert taken == [] and await raw_redis.get(key) is None
+    await cache.handled(lambda: snapshot(9), count=7)  # past 3 and 6: one save
+    assert taken == [9] and orjson.loads(await raw_redis.get(key) or b"null") == {"n": 9}
+    await cache.handled(lambda: snapshot(10))  # the count restarted at the save
+    assert taken == [9]
+    await cache.close()
+
+
 async def test_close_without_use_touches_nothing(redis_url: str, key: str, raw_redis: Redis[bytes]) -> None:
     await StateCache(redis_url, key, save_every_messages=1).close(lambda: {"never": True})
     assert await raw_redis.get(key) is None

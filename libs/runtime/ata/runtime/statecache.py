@@ -12,7 +12,7 @@ Contract:
   overwritten by each save. ``load`` returns the decoded JSON value; the service restores its core
   from it, and decides what a snapshot that does not fit its configuration means.
 - **When** is the service's choice, with two moments built in: :meth:`StateCache.handled` after
-  each message saves every ``save_every_messages`` messages, and :meth:`StateCache.close` saves
+  each message (or batch of messages) saves every ``save_every_messages`` messages, and :meth:`StateCache.close` saves
   a last time before it closes the client. Snapshots are taken only when a save is due
   (``snapshot`` is a callable).
 
@@ -100,9 +100,10 @@ class StateCache:
         self._since_save = 0
         return True
 
-    async def handled(self, snapshot: Snapshot) -> None:
-        """Count one handled message; save when ``save_every_messages`` have passed since the last save."""
-        self._since_save += 1
+    async def handled(self, snapshot: Snapshot, count: int = 1) -> None:
+        """Count ``count`` handled messages (a batch handled at once); save when ``save_every_messages`` have
+        passed since the last save (one save per call, however many that makes)."""
+        self._since_save += count
         if self._since_save >= self.save_every_messages:
             await self.save(snapshot)
 
