@@ -39,6 +39,13 @@ WAIT_S = 30.0
 MINUTE = 60 * NS_PER_S
 
 
+async def until(condition: Callable[[], bool], failure: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        await asyncio.sleep(0.05)
+
+
 @dataclass
 class Rig:
     bootstrap: str
@@ -50,10 +57,7 @@ class Rig:
     async def market(self, symbols: tuple[str, ...], now_ns: int) -> None:
         """Recent bars for ``symbols``, consumed by risk before any target (topics are not ordered with each other)."""
         await self.bus.publish([bar(s, now_ns - (10 - i) * MINUTE, 100.0) for s in symbols for i in range(10)])
-        deadline = time.monotonic() + WAIT_S
-        while not all(s in self.risk.engine.markets for s in symbols):
-            assert time.monotonic() < deadline, "risk did not consume the bars"
-            await asyncio.sleep(0.05)
+        await until(lambda: all(s in self.risk.engine.markets for s in symbols), "risk did not consume the bars")
 
     async def outcomes(self, targets: list[TargetProposed]) -> dict[str, Message]:
         """Risk's decision (an order or a denial) per target symbol, once every target has one."""
@@ -129,10 +133,13 @@ async def test_gating_veto_approval_modification_and_fallbacks(kafka_bootstrap: 
     }
     reviews_before = METRICS.get_sample_value("ata_oversight_reviews_total",
                                               {"subject_type": "TargetProposed", "verdict": "reject"}) or 0.0
-    async with rig(kafka_bootstrap, redis_url, unique_name, script, risk_overrides={"oversight_timeout_ms": 10_000},
-                   # The deadline stays far above the one attempt's timeout so that, however loaded the machine,
-                   # the stall ends as a request timeout (an 800 ms deadline once won the race under load).
-                   oversight_overrides={"request_timeout_ms": 500, "deadline_ms": 5_000}) as r:
+    # Every target gets a verdict, so risk's timeout must never decide: it counts from the targets' time, which
+    # precedes the wait for risk to consume the bars, and costs nothing when the verdicts arrive. The attempt
+    # timeout cuts DDD's stall but must not cut the other, immediate answers of a loaded machine (500 ms left them
+    # 300 ms of jitter, what lost a race in CI); the deadline stays far above it so that the stall ends as a request
+    # timeout (an 800 ms deadline once won the race under load).
+    async with rig(kafka_bootstrap, redis_url, unique_name, script, risk_overrides={"oversight_timeout_ms": 120_000},
+                   oversight_overrides={"request_timeout_ms": 3_000, "deadline_ms": 30_000}) as r:
         now = time.time_ns()
         await r.market(tuple(script), now)
         weights = {"AAA": 0.25, "BBB": 0.25, "CCC": 0.2, "DDD": 1.5, "EEE": 0.25}
@@ -162,22 +169,29 @@ async def test_gating_veto_approval_modification_and_fallbacks(kafka_bootstrap: 
 @pytest.mark.parametrize(("policy", "expected"), [("deny", OrderDenied), ("allow", SubmitOrder)])
 async def test_gating_timeout_follows_risk_policy(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str],
                                                   policy: str, expected: type[Message]) -> None:
-    """The LLM stalls longer than risk waits: risk applies its configured fallback; the late verdict changes nothing."""
-    script: dict[str, Action] = {"TTT": Stall(30.0, verdict_json("reject"))}
+    """The LLM stalls longer than risk waits: risk applies its configured fallback; the late verdict changes nothing.
+
+    The stall lasts until risk has decided (no race between risk's timeout and the LLM's answer), then the LLM
+    vetoes: a veto that would have changed either policy's decision, had it come in time.
+    """
+    script: dict[str, Action] = {"TTT": Stall(120.0, verdict_json("reject"))}
     async with rig(kafka_bootstrap, redis_url, unique_name, script,
                    risk_overrides={"oversight_timeout_ms": 500, "oversight_fallback": policy},
-                   oversight_overrides={"request_timeout_ms": 3_000, "deadline_ms": 3_000}) as r:
+                   oversight_overrides={"request_timeout_ms": 120_000, "deadline_ms": 120_000}) as r:
         now = time.time_ns()
         await r.market(("TTT",), now)
         target = make_target("TTT", now, 0.25)
         await r.bus.publish([target])
         decision = (await r.outcomes([target]))["TTT"]
-        # Oversight still publishes its (fallback) verdict after the stall; risk has already decided.
+        r.server.release()
         [late] = await collect(kafka_bootstrap, r.names["oversight.reviews.v1"], lambda seen: len(seen) >= 1)
+        # Risk keeps a verdict for no pending target among its early reviews: it has consumed the late one.
+        await until(lambda: str(target.event_id) in r.risk.engine.early_reviews, "risk did not consume the late verdict")
         orders = await collect(kafka_bootstrap, r.names["orders.commands.v1"], lambda _seen: True)
         denials = await collect(kafka_bootstrap, r.names["risk.decisions.v1"], lambda _seen: True)
     assert isinstance(decision, expected)
     if isinstance(decision, OrderDenied):
         assert decision.reason is DenialReason.OVERSIGHT_TIMEOUT
     assert len(orders) + len(denials) == 1  # exactly one decision for the target
-    assert isinstance(late, OversightReviewed) and late.fallback_used and late.subject_event_id == target.event_id
+    assert isinstance(late, OversightReviewed) and late.subject_event_id == target.event_id
+    assert late.verdict is Verdict.REJECT and not late.fallback_used

@@ -93,7 +93,8 @@ class Reply:
 
 @dataclass(frozen=True)
 class Stall:
-    """Hold the request open for ``seconds`` (or until the server stops), then answer ``text``."""
+    """Hold the request open for ``seconds`` (or until :meth:`ScriptedLLMServer.release` or the server stops), then
+    answer ``text``."""
 
     seconds: float = 30.0
     text: str = ""
@@ -152,9 +153,13 @@ class ScriptedLLMServer:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._released.set()
+        self.release()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def release(self) -> None:
+        """Let every stalled request (held now or arriving later) answer at once."""
+        self._released.set()
 
     async def _act(self, request: web.Request) -> tuple[Action, dict[str, Any]]:
         body = await request.json()
