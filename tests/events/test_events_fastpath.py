@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from ata.events import SignalGenerated, derived_id
+from ata.events import SignalGenerated, derived_id, origin_id
+from ata.events.envelope import ATA_NAMESPACE
 from ata.events.fastpath import assemblable, assembled, derived_ids, uuid5_of
 
 
@@ -17,6 +18,13 @@ def test_uuid5_of_equals_uuid5(namespace: uuid.UUID, name: str) -> None:
     got, expected = uuid5_of(namespace.bytes, name.encode()), uuid.uuid5(namespace, name)
     assert got == expected and type(got) is uuid.UUID and str(got) == str(expected) and hash(got) == hash(expected)
     assert (got.version, got.variant, got.is_safe) == (expected.version, expected.variant, expected.is_safe)
+
+
+@given(st.uuids(), st.text(), st.integers(-5, 10**6), st.lists(st.text() | st.integers(), max_size=5))
+def test_envelope_ids_are_the_uuid5_they_were_defined_as(cause: uuid.UUID, salt: str, index: int, key: list[object]) -> None:
+    """Ids in stored journals were minted with ``uuid.uuid5``: the cheaper construction must give the same ids."""
+    assert derived_id(cause, index, salt=salt) == uuid.uuid5(cause, f"{salt}\x1f{index}")
+    assert origin_id(*key) == uuid.uuid5(ATA_NAMESPACE, "\x1f".join(str(part) for part in key))
 
 
 @given(st.uuids(), st.text(), st.lists(st.integers(-5, 10**6), max_size=8))

@@ -18,9 +18,12 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ata.events.fastpath import uuid5_of
+
 #: Namespace for all uuid5 ids minted by the platform. Never change it: ids in the
 #: journal would stop matching re-derived ids.
 ATA_NAMESPACE = uuid.UUID("6f0b3c1e-6a53-5d7e-9b1c-2f2f8a7d4e10")
+_NAMESPACE_BYTES = ATA_NAMESPACE.bytes
 
 #: Nanoseconds are plain ints; the bounds reject seconds/milliseconds passed by mistake
 #: (anything before 2001-09-09 in ns is below 1e18) and absurd future values.
@@ -33,7 +36,7 @@ def origin_id(*natural_key: object) -> uuid.UUID:
 
     The natural key must identify the fact, e.g. ``("replay", "sp500", "SPX", ts)``.
     """
-    return uuid.uuid5(ATA_NAMESPACE, "\x1f".join(str(part) for part in natural_key))
+    return uuid5_of(_NAMESPACE_BYTES, "\x1f".join(str(part) for part in natural_key).encode())
 
 
 def derived_id(cause_id: uuid.UUID, output_index: int, salt: str = "") -> uuid.UUID:
@@ -42,7 +45,7 @@ def derived_id(cause_id: uuid.UUID, output_index: int, salt: str = "") -> uuid.U
     ``salt`` separates outputs of different services that react to the same cause
     (e.g. regime and strategy both consume one bar): pass the producing service name.
     """
-    return uuid.uuid5(cause_id, f"{salt}\x1f{output_index}")
+    return uuid5_of(cause_id.bytes, f"{salt}\x1f{output_index}".encode())
 
 
 def _pin_event_type(schema: dict[str, Any], model: type[Any]) -> None:
