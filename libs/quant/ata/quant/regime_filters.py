@@ -102,7 +102,7 @@ class MarkovSwitchingParams:
         return len(self.means)
 
     @classmethod
-    def from_statsmodels(cls, params: Sequence[float], k: int) -> MarkovSwitchingParams:
+    def from_statsmodels(cls, params: Iterable[float], k: int) -> MarkovSwitchingParams:
         """Build from the parameter vector of a fitted ``MarkovRegression(y, k, switching_variance=True)``.
 
         statsmodels orders it ``p[0->0], p[1->0], ..., p[k-1->k-2]`` (the first k-1 rows of

@@ -11,6 +11,7 @@ order, same float operations), so the value is bit-for-bit the same.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -64,7 +65,7 @@ class CorrelationWindow:
 
     def _add_columns(self, row: dict[str, float]) -> None:
         """Re-lay the columns out for the new names (dropping names absent from the whole window)."""
-        live = (~np.isnan(self._values[self._start : self._end])).any(axis=0).tolist()
+        live = cast("list[bool]", (~np.isnan(self._values[self._start : self._end])).any(axis=0).tolist())
         old = {name: j for j, name in enumerate(self._names)}
         names = sorted({n for n, keep in zip(self._names, live, strict=True) if keep} | set(row))
         values = np.full((len(self._values), len(names)), math.nan)
