@@ -51,6 +51,28 @@ async def test_redis_backed_ids_survive_a_restart_per_group(redis_url: str, uniq
         await client.aclose()  # type: ignore[attr-defined]
 
 
+async def test_batches_are_written_and_looked_up_in_redis(redis_url: str, unique_name: Callable[[str], str]) -> None:
+    group = unique_name("group")
+    written, unknown = [uuid.uuid4() for _ in range(50)], [uuid.uuid4() for _ in range(5)]
+    first = AppliedIds.from_url(group, redis_url, ttl_s=600)
+    try:
+        await first.add_many(written)
+    finally:
+        await first.close()
+    restarted = AppliedIds.from_url(group, redis_url)  # nothing in memory: every answer comes from Redis
+    try:
+        assert await restarted.contains_many([*unknown, *written]) == set(written)
+        assert len(restarted) == len(written), "ids found in Redis are remembered"
+    finally:
+        await restarted.close()
+    client: Redis[bytes] = Redis.from_url(redis_url)
+    try:
+        ttls = [await client.ttl(f"ata:applied:{group}:{event_id}") for event_id in written]
+        assert all(0 < ttl <= 600 for ttl in ttls), "every id of a batch expires"
+    finally:
+        await client.aclose()  # type: ignore[attr-defined]
+
+
 async def test_unreachable_redis_degrades_to_memory_and_is_counted(unique_name: Callable[[str], str]) -> None:
     group = unique_name("group")
     applied = AppliedIds.from_url(group, "redis://127.0.0.1:1/0")
@@ -59,6 +81,10 @@ async def test_unreachable_redis_degrades_to_memory_and_is_counted(unique_name: 
         assert not await applied.contains(event_id)
         await applied.add(event_id)
         assert await applied.contains(event_id), "memory still answers"
+        other = uuid.uuid4()
+        assert await applied.contains_many([event_id, other]) == {event_id}
+        await applied.add_many([other])
+        assert await applied.contains_many([other]) == {other}
     finally:
         await applied.close()
-    assert METRICS.get_sample_value("ata_dedup_backend_errors_total", {"group": group}) == 2
+    assert METRICS.get_sample_value("ata_dedup_backend_errors_total", {"group": group}) == 4
