@@ -5,8 +5,12 @@ A config file (TOML or JSON) has one table per part; every table is optional::
     stages = ["regime", "strategy", "oversight", "risk", "execution"]   # the pipeline
     periods_per_year = 252        # annualisation of the equity curve (one point per bar time)
 
-    [strategy]                    # ata.strategy.core.MetaConfig fields
-    strategies = ["ma_crossover", "ts_momentum"]
+    [strategy]                    # ata.strategy.core.MetaConfig fields, plus the strategy service's
+    strategies = ["ma_crossover", "ts_momentum"]     # symbols, timeframe, publish_signals and portfolio
+    symbols = ["SYNA", "SYNB"]    # the universe (needed by portfolio construction)
+
+    [strategy.portfolio]          # ata.strategy.core.portfolio.PortfolioSettings (ATA_STRATEGY_PORTFOLIO)
+    covariance_window_bars = 126
 
     [risk]                        # ata.risk.config.RiskSettings fields (ATA_RISK_* names without prefix)
     initial_cash = 1000000

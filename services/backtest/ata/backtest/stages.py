@@ -16,7 +16,6 @@ shells, and why:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -26,8 +25,6 @@ from ata.events import (
     Message,
     NewsPublished,
     QuoteUpdated,
-    RegimeChanged,
-    RegimeStateUpdated,
     SubmitOrder,
 )
 from ata.events.orders import CancelOrder
@@ -40,7 +37,8 @@ from ata.oversight.config import OversightSettings
 from ata.oversight.core import OversightEngine
 from ata.oversight.providers import rule_provider
 from ata.oversight.reviewer import Reviewer, breaker_policy
-from ata.regime.core import DetectorParams, RegimeDetector, RegimeState, run_refit
+from ata.regime.core import DetectorParams, RegimeDetector, run_refit
+from ata.regime.core.events import on_bar
 from ata.risk.config import RiskSettings
 from ata.risk.core import RiskEngine
 from ata.risk.service import SUBSCRIPTIONS as RISK_TOPICS
@@ -49,6 +47,7 @@ from ata.sentiment.core import Scorer, SentimentEngine
 from ata.sentiment.core.engine import EngineParams
 from ata.strategy.core import MetaConfig, MetaStrategy, Method, StrategyEngine
 from ata.strategy.core.meta import StrategyFactory, make_factory
+from ata.strategy.core.portfolio import PortfolioConstructor, PortfolioSettings
 from ata.strategy.registry import available_strategies
 
 REGIME_TOPIC = "regime.states.v1"
@@ -85,7 +84,8 @@ class _Base:
 
 
 class RegimeStage(_Base):
-    """``RegimeDetector`` per bar; its states become ``RegimeStateUpdated`` (and ``RegimeChanged``)."""
+    """``RegimeDetector`` per bar; its states become events exactly as the live service builds them
+    (:func:`ata.regime.core.events.on_bar`: same ids, timestamps and fields)."""
 
     name = "regime"
     topics = (BARS,)
@@ -98,25 +98,10 @@ class RegimeStage(_Base):
         if not isinstance(message, BarClosed):
             return []
         detector = self.detector
-        states = detector.update(message.symbol, message.ts_event, message.close, message.volume, message.timeframe)
+        out = on_bar(detector, message, self.source)
         for request in detector.needs_refit():
             detector.apply_refit(run_refit(request))
-        out: list[Message] = []
-        for index, state in enumerate(states):
-            out.append(self._state_event(message, index, state))
-            if state.changed:
-                out.append(RegimeChanged.caused_by(message, index=index, source=self.source, symbol=state.key,
-                                                   previous=state.previous_label, current=state.confirmed_label,
-                                                   confidence=state.confidence))
         return out
-
-    def _state_event(self, bar: BarClosed, index: int, state: RegimeState) -> RegimeStateUpdated:
-        return RegimeStateUpdated.caused_by(
-            bar, index=index, source=self.source, symbol=state.key, label=state.label, confirmed_label=state.confirmed_label,
-            probabilities={label.value: p for label, p in state.probabilities.items()}, confidence=state.confidence,
-            factors={k: v for k, v in state.factors.items() if math.isfinite(v)},
-            transition_matrix=state.transition_matrix,
-        )
 
 
 class SentimentStage(_Base):
@@ -137,13 +122,14 @@ class SentimentStage(_Base):
 
 
 class StrategyStage(_Base):
-    """``StrategyEngine`` (the meta-strategy behind the event contract)."""
+    """``StrategyEngine`` (the meta-strategy behind the event contract, with portfolio construction
+    when configured), built from the ``[strategy]`` table by :func:`strategy_engine`."""
 
     name = "strategy"
     topics = (BARS, REGIME_TOPIC, SCORES)
 
-    def __init__(self, meta: MetaStrategy) -> None:
-        self.engine = StrategyEngine(meta, source=source_of(self.name))
+    def __init__(self, engine: StrategyEngine) -> None:
+        self.engine = engine
 
     async def handle(self, message: Message) -> Sequence[Message]:
         return self.engine.handle(message)
@@ -241,9 +227,15 @@ class ExecutionStage(_Base):
         return []
 
 
+#: ``[strategy]`` keys that configure the engine around the meta-strategy, with the meaning of the
+#: strategy service's settings of the same names (``ATA_STRATEGY_SYMBOLS``, ``_TIMEFRAME``,
+#: ``_PUBLISH_SIGNALS``, ``_PORTFOLIO``); every other key is a ``MetaConfig`` field.
+ENGINE_KEYS = frozenset({"symbols", "timeframe", "publish_signals", "portfolio"})
+
+
 def meta_config(raw: dict[str, Any]) -> MetaConfig:
     """``MetaConfig`` from plain config values (method names as strings)."""
-    data = dict(raw)
+    data = {k: v for k, v in raw.items() if k not in ENGINE_KEYS}
     if "methods_by_regime" in data:
         data["methods_by_regime"] = {k: Method(v) for k, v in data["methods_by_regime"].items()}
     if "default_method" in data:
@@ -251,6 +243,27 @@ def meta_config(raw: dict[str, Any]) -> MetaConfig:
     if "strategies" in data:
         data["strategies"] = tuple(data["strategies"])
     return MetaConfig(**data)
+
+
+def strategy_engine(raw: dict[str, Any], factory: StrategyFactory | None = None) -> StrategyEngine:
+    """The strategy core as the live service builds it from the same settings (``StrategyService._new_engine``).
+
+    ``portfolio`` (``PortfolioSettings`` fields, the JSON of ``ATA_STRATEGY_PORTFOLIO``) turns on
+    portfolio construction over the universe ``symbols``, which it needs, as live. Signals are not
+    published unless ``publish_signals`` is set: nothing in a backtest consumes them, and leaving
+    them out changes no other output (each output type has its own id salt).
+    """
+    meta = meta_config(raw)
+    symbols = tuple(raw.get("symbols", ()))
+    portfolio = None
+    if raw.get("portfolio") is not None:
+        if not symbols:
+            raise ValueError("strategy.portfolio (portfolio construction) needs the universe: set strategy.symbols")
+        portfolio = PortfolioConstructor(PortfolioSettings.model_validate(raw["portfolio"]), symbols,
+                                         max_abs_target=meta.max_abs_target, periods_per_year=meta.periods_per_year)
+    strategies = MetaStrategy(meta, factory=factory or make_factory(meta, available_strategies()))
+    return StrategyEngine(strategies, source=source_of(StrategyStage.name), timeframe=raw.get("timeframe"),
+                          symbols=symbols, publish_signals=bool(raw.get("publish_signals", False)), portfolio=portfolio)
 
 
 def build_stages(config: BacktestConfig, *, strategy_factory: Callable[[MetaConfig], StrategyFactory] | None = None,
@@ -269,9 +282,8 @@ def build_stages(config: BacktestConfig, *, strategy_factory: Callable[[MetaConf
         elif name == "sentiment":
             stages.append(SentimentStage())
         elif name == "strategy":
-            meta = meta_config(config.strategy)
-            factory = strategy_factory(meta) if strategy_factory else make_factory(meta, available_strategies())
-            stages.append(StrategyStage(MetaStrategy(meta, factory=factory)))
+            factory = strategy_factory(meta_config(config.strategy)) if strategy_factory else None
+            stages.append(StrategyStage(strategy_engine(config.strategy, factory)))
         elif name == "oversight":
             stages.append(OversightStage(OversightSettings(**{**config.oversight, "provider": "rules"})))
         elif name == "risk":
