@@ -161,12 +161,17 @@ class StreamWatchdog:
 
     async def _shutdown(self, stream: DataStreamLike, task: asyncio.Task[None]) -> None:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            async with asyncio.timeout(self.connect_timeout_s):
-                await task
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self.connect_timeout_s):
-                await stream.close()
+        try:
+            # wait() neither raises the stream task's outcome nor swallows a cancellation of this task: a
+            # suppressed CancelledError here kept a cancelled iteration reconnecting for ever (a stop hung).
+            done, _ = await asyncio.wait([task], timeout=self.connect_timeout_s)
+            for finished in done:
+                if not finished.cancelled():
+                    finished.exception()  # retrieved (and dropped, as before): the stream is being replaced
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.connect_timeout_s):
+                    await stream.close()
 
     async def close(self) -> None:
         """End the iteration at the next message, silence or backoff wait."""
