@@ -150,10 +150,14 @@ def fake_factory() -> Callable[[list[Step]], AsyncIterator[Endpoints]]:
     return lambda script: start(FakeAlpacaNews(script))
 
 
-def source_for(ends: Endpoints, *, secret: str = SECRET, overlap_s: float = 0.0) -> AlpacaNewsStreamSource:
-    rest = AlpacaNewsSource(KEY, secret, ["HLVM", "CRVP"], url_override=ends.data_url, timeout_s=2.0)
-    return AlpacaNewsStreamSource(KEY, secret, rest, stream_url=ends.stream_url, connect_timeout_s=0.3, silence_timeout_s=0.7,
-                                  overlap_s=overlap_s, retry_s=0.1, backoff=Backoff(initial_s=0.05, cap_s=0.2, max_attempts=None))
+def source_for(ends: Endpoints, *, secret: str = SECRET, overlap_s: float = 0.0, connect_timeout_s: float = WAIT_S,
+               silence_timeout_s: float = WAIT_S) -> AlpacaNewsStreamSource:
+    """A source on the fake. Its watchdog's timeouts are long unless a test makes one fire: a short one could fire
+    on a loaded machine where the script has no silence or hang, and reconnects would break the exact counts."""
+    rest = AlpacaNewsSource(KEY, secret, ["HLVM", "CRVP"], url_override=ends.data_url, timeout_s=WAIT_S)
+    return AlpacaNewsStreamSource(KEY, secret, rest, stream_url=ends.stream_url, connect_timeout_s=connect_timeout_s,
+                                  silence_timeout_s=silence_timeout_s, overlap_s=overlap_s, retry_s=0.1,
+                                  backoff=Backoff(initial_s=0.05, cap_s=0.2, max_attempts=None))
 
 
 async def collect_ids(source: AlpacaNewsStreamSource, want: set[str]) -> list[Article]:
@@ -191,7 +195,7 @@ async def test_bad_credentials_fail_clearly(fake_factory: Callable[[list[Step]],
 
 async def test_silent_stream_is_restarted(fake_factory: Callable[[list[Step]], AsyncIterator[Endpoints]]) -> None:
     async for ends in fake_factory([Step([], "silent"), Step([1], "silent")]):
-        source = source_for(ends)
+        source = source_for(ends, silence_timeout_s=1.0)
         articles = await collect_ids(source, {"alpaca-1"})
         assert [a.article_id for a in articles] == ["alpaca-1"]
         assert source.watchdog.silences >= 1
@@ -202,7 +206,7 @@ async def test_connect_without_hello_times_out_and_retries(
     fake_factory: Callable[[list[Step]], AsyncIterator[Endpoints]],
 ) -> None:
     async for ends in fake_factory([Step([], "hang"), Step([1], "silent")]):
-        source = source_for(ends)
+        source = source_for(ends, connect_timeout_s=1.0)
         await collect_ids(source, {"alpaca-1"})
         assert source.watchdog.connect_timeouts >= 1
         assert ends.fake.connections >= 2
