@@ -98,15 +98,6 @@ def build_ports(settings: ExecutionSettings, clock: Callable[[], int] = time.tim
 class ExecutionService(Service):
     name = "execution"
     subscriptions = (COMMANDS, QUOTES, BARS)
-    #: Distinct keys handled at once. Safe: commands are keyed by client order id, the engine serialises
-    #: everything per client order id with its own lock, and orders of different ids share no state that
-    #: an await could leave half-updated. Most of a command's time is waiting: for the store write and
-    #: the broker round trip, which the keys handled at once share (group-committed writes, pipelined
-    #: submissions), so more keys at once means fewer round trips per order.
-    #: Outputs are pipelined: a redelivered command restates its order's events with their original
-    #: ids, so events lost with a crash before their acknowledgement are published again.
-    concurrency = 256
-    pipeline_outputs = True
 
     def __init__(self, settings: RuntimeSettings, exec_settings: ExecutionSettings, **kwargs: Any) -> None:
         namespace = exec_settings.topic_namespace
@@ -178,6 +169,29 @@ class ExecutionService(Service):
         for route in self.engine.routes.values():
             await route.port.close()
         await self.store.close()
+
+    async def handle_batch(self, batch: Sequence[tuple[Message, Delivery]]) -> list[Sequence[Message] | Exception]:
+        """A fetched batch at once: the messages of one key (per topic and partition) in order, different keys
+        concurrently. Safe: commands are keyed by client order id, the engine serialises everything per client
+        order id with its own lock, and orders of different ids share no state that an await could leave
+        half-updated. Most of a command's time is waiting, for the store write and the broker round trip,
+        which the orders of a batch share (group-committed writes, pipelined submissions), and the runtime
+        publishes the batch's outputs together. A redelivered command restates its order's events with their
+        original ids, so events lost with a crash before their acknowledgement are published again."""
+        results: list[Sequence[Message] | Exception] = [()] * len(batch)
+        lanes: dict[tuple[str, int, str | None], list[int]] = {}
+        for index, (_, delivery) in enumerate(batch):
+            lanes.setdefault((delivery.topic, delivery.partition, delivery.key), []).append(index)
+
+        async def lane(indices: list[int]) -> None:
+            for index in indices:
+                try:
+                    results[index] = await self.handle(*batch[index])
+                except Exception as exc:  # this message fails alone (it is dead-lettered)
+                    results[index] = exc
+
+        await asyncio.gather(*(lane(indices) for indices in lanes.values()))
+        return results
 
     async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
         if isinstance(message, QuoteUpdated | BarClosed):
