@@ -31,7 +31,7 @@ Phases, services first, then the raw pipeline (with the services stopped, so the
   every topic it reads: :class:`~ata.runtime.quiescence.PipelineGate`, heartbeats aside). Services commit only
   after a message's outputs are acknowledged, so that is when every consequence (targets, orders, fills,
   journal rows) exists. Raw: ``raw_messages`` records (the rate phase's bars, cycled), until all three groups
-  committed all. Beside it each service's own drain rate of the bars (middle 60 % of its committed offsets),
+  committed all. Beside it each service's own drain rate of the bars (the middle of its committed offsets),
   and per process (all processes of its process group, so regime's refit workers count; the broker; Redis)
   the CPU per bar, gross and net of its idle use, and the share of wall time it sat runnable waiting for a CPU.
 
@@ -216,14 +216,17 @@ class Progress:
         return max((max(0, end - min(done.values())) for _, end, done in self.samples if done), default=0)
 
     def drain_rate(self, group: str, base: int, count: int) -> float | None:
-        """Records/s the group committed between 20 % and 80 % of ``count`` records past ``base``."""
-        def crossing(share: float) -> int | None:
-            return next((t for t, _, done in self.samples if done[group] - base >= share * count), None)
-
-        start, stop = crossing(0.2), crossing(0.8)
-        if start is None or stop is None or stop <= start:
+        """Records/s the group committed over the middle of ``count`` records past ``base``: from its last sample
+        below 20 % to its first at 80 % or more, records committed between them over the time between them.
+        A group that commits whole fetched batches may jump past both marks between two samples; the span
+        then reaches back to the sample before the jump, so the figure stays defined (a lower bound)."""
+        progress = [(t, done[group] - base) for t, _, done in self.samples]
+        before = [(t, n) for t, n in progress if n < 0.2 * count]
+        after = next(((t, n) for t, n in progress if n >= 0.8 * count), None)
+        if not before or after is None or after[0] <= before[-1][0]:
             return None
-        return 0.6 * count / ((stop - start) / 1e9)
+        (t0, n0), (t1, n1) = before[-1], after
+        return (n1 - n0) / ((t1 - t0) / 1e9)
 
 
 async def drain(watch: Mapping[str, Offsets], target: int, progress: Progress) -> int:
