@@ -20,20 +20,12 @@ from ata.events import (
 from ata.risk.config import RiskSettings
 from ata.risk.core import RiskEngine
 from ata.risk.core.checks import CHECKS, run_checks
-from ata.risk.testing import NS_PER_S, T0, bar, command, fill
+from ata.risk.testing import EQUITY_SIZING, NS_PER_S, T0, bar, command, fill
 
 MINUTE = 60 * NS_PER_S
 WARM_BARS = 30
 NOW = T0 + (WARM_BARS - 1) * MINUTE
-BASE: dict[str, Any] = {
-    "symbols": ("AAA", "BBB"),
-    "position_vol_target_annual": 0.0,
-    "kelly_fraction": 0.0,
-    "regime_scaling_enabled": False,
-    "drawdown_enabled": False,
-    "stress_enabled": False,
-    "correlation_refresh_bars": 5,
-}
+BASE: dict[str, Any] = {"symbols": ("AAA", "BBB"), **EQUITY_SIZING, "correlation_refresh_bars": 5}
 
 
 def warm_engine(**overrides: Any) -> RiskEngine:

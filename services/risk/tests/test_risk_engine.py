@@ -31,19 +31,11 @@ from ata.events import (
 )
 from ata.risk.config import RiskSettings
 from ata.risk.core import RiskEngine, intent_for
-from ata.risk.testing import NS_PER_S, T0, bar, command, fill, fill_for, regime, review, target
+from ata.risk.testing import EQUITY_SIZING, NS_PER_S, T0, bar, command, fill, fill_for, regime, review, target
 
 MINUTE = 60 * NS_PER_S
-PLAIN: dict[str, Any] = {
-    "symbols": ("AAA", "BBB", "SPY"),
-    "position_vol_target_annual": 0.0,
-    "kelly_fraction": 0.0,
-    "regime_scaling_enabled": False,
-    "drawdown_enabled": False,
-    "stress_enabled": False,
-    "max_order_notional": 1_000_000.0,
-    "max_position_notional": 1_000_000.0,
-}
+PLAIN: dict[str, Any] = {"symbols": ("AAA", "BBB", "SPY"), **EQUITY_SIZING, "max_order_notional": 1_000_000.0,
+                         "max_position_notional": 1_000_000.0}
 
 
 def engine_with(**overrides: Any) -> RiskEngine:
@@ -67,8 +59,9 @@ def only(messages: list[Message], cls: type[Any]) -> list[Any]:
 
 
 def test_risk_check_order_decides_like_a_target() -> None:
-    """``check_order`` with the quantity sizing chose gives the very order ``handle`` gives; a denial likewise."""
-    sized, direct = engine_with(), engine_with()
+    """``check_order`` with the quantity sizing chose gives the very order ``handle`` gives; a denial likewise.
+    (Targets do not wait for fills here: the first order never fills.)"""
+    sized, direct = engine_with(target_wait_ms=0), engine_with(target_wait_ms=0)
     now = warm(sized)
     assert warm(direct) == now
     t = target("AAA", now, 0.25, 100.0)

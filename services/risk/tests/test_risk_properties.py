@@ -38,8 +38,9 @@ steps = st.lists(
 def test_risk_no_order_violates_a_limit(limits: dict[str, float], plan: list[tuple[str, float, float, float, bool]], seed: int,
                                         start: dict[str, int]) -> None:
     net_fraction = limits.pop("net_fraction")
+    # Each target is decided when handled (no waiting for fills), so its orders are checked against the state here.
     config = RiskSettings(symbols=SYMBOLS, max_net_exposure=limits["max_gross_exposure"] * net_fraction, drawdown_enabled=False,
-                          stress_enabled=False, correlation_refresh_bars=5, min_trade_notional=0.0, **limits)
+                          stress_enabled=False, correlation_refresh_bars=5, min_trade_notional=0.0, target_wait_ms=0, **limits)
     engine = RiskEngine(config)
     rnd = random.Random(seed)
     prices = {s: 50.0 + 50 * rnd.random() for s in SYMBOLS}

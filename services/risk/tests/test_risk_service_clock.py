@@ -11,11 +11,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
-from ata.events import DenialReason, JournalAvailabilityChanged, Message, OrderDenied, SubmitOrder
+import pytest
+from prometheus_client import REGISTRY as METRICS
+
+from ata.events import DenialReason, JournalAvailabilityChanged, Message, OrderDenied, SubmitOrder, TopicRegistry
 from ata.risk.config import RiskSettings
 from ata.risk.service import SUBSCRIPTIONS, RiskService, renamed_registry
-from ata.risk.testing import NS_PER_S, T0, bar, target
+from ata.risk.testing import EQUITY_SIZING, NS_PER_S, T0, bar, target
 from ata.runtime.bus import KafkaBus
 from ata.runtime.config import RuntimeSettings
 from ata.runtime.kafka import provision_topics
@@ -45,21 +49,29 @@ async def decisions(bootstrap: str, names: dict[str, str], count: int) -> list[M
         await asyncio.sleep(0.1)
 
 
-async def test_risk_runs_on_market_time_over_replayed_data(kafka_bootstrap: str, redis_url: str,
-                                                          unique_name: Callable[[str], str]) -> None:
+async def market_time_service(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str],
+                              **settings: Any) -> tuple[RiskService, RuntimeSettings, TopicRegistry, dict[str, str]]:
+    """A risk service on the default market clock over fresh topics: one symbol, sizing on equity
+    alone, roomy limits, a 20 ms tick, ``settings`` on top; and its runtime, registry and topic names."""
     names = {t: unique_name(t.split(".")[1]) for t in (*SUBSCRIPTIONS, *OUTPUTS)}
     registry = renamed_registry(names)
     await asyncio.to_thread(provision_topics, kafka_bootstrap, [registry.get(n) for n in names.values()])
     runtime = RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, instance_id="risk-clock", http_port=0)
-    # Targets of 500k and more wait for a verdict (up to 5 s of market time); 250k ones do not.
-    settings = RiskSettings(symbols=("AAA",), position_vol_target_annual=0.0, kelly_fraction=0.0,
-                            regime_scaling_enabled=False, stress_enabled=False, max_order_notional=1e6,
-                            max_position_notional=1e6, state_key=f"ata:risk:test:{uuid.uuid4().hex}",
-                            snapshot_interval_ms=3_600_000, oversight_mode="gating", oversight_min_notional=400_000.0,
-                            oversight_timeout_ms=5_000, tick_interval_ms=20)
-    assert settings.clock == "market"
-    service = RiskService(runtime, settings, topic_names=names, group_id=f"risk-{uuid.uuid4().hex[:8]}",
+    risk = RiskSettings(**{"symbols": ("AAA",), **EQUITY_SIZING, "drawdown_enabled": True, "max_order_notional": 1e6,
+                           "max_position_notional": 1e6, "state_key": f"ata:risk:test:{uuid.uuid4().hex}",
+                           "snapshot_interval_ms": 3_600_000, "tick_interval_ms": 20, **settings})
+    assert risk.clock == "market"
+    service = RiskService(runtime, risk, topic_names=names, group_id=f"risk-{uuid.uuid4().hex[:8]}",
                           heartbeat_topic=names["system.heartbeats.v1"])
+    return service, runtime, registry, names
+
+
+async def test_risk_runs_on_market_time_over_replayed_data(kafka_bootstrap: str, redis_url: str,
+                                                          unique_name: Callable[[str], str]) -> None:
+    # Targets of 500k and more wait for a verdict (up to 5 s of market time); 250k ones do not.
+    service, runtime, registry, names = await market_time_service(
+        kafka_bootstrap, redis_url, unique_name, oversight_mode="gating", oversight_min_notional=400_000.0,
+        oversight_timeout_ms=5_000)
     now = time.time_ns()
     announcement = JournalAvailabilityChanged.origin(natural_key=("test", now), ts_event=now, ts_init=now,
                                                      source="journal/test", available=True, reason="started")
@@ -93,3 +105,28 @@ async def test_risk_runs_on_market_time_over_replayed_data(kafka_bootstrap: str,
     [denied] = [m for m in found if isinstance(m, OrderDenied)]
     assert denied.reason is DenialReason.OVERSIGHT_TIMEOUT and denied.ts_event == late.ts_event
     assert len(found) == 2
+
+
+async def test_risk_bounds_the_wait_for_a_fill_that_never_comes(kafka_bootstrap: str, redis_url: str,
+                                                                unique_name: Callable[[str], str],
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A target waits for the fill of an earlier order; with no fill and no later input, the shell's
+    wall-clock bound decides it, counts it and logs what was missing."""
+    service, runtime, registry, names = await market_time_service(kafka_bootstrap, redis_url, unique_name, target_wait_ms=200)
+    expired = METRICS.get_sample_value("ata_risk_target_wait_expired_total") or 0.0
+    first, second = target("AAA", T0, 0.25, 100.0), target("AAA", T0 + MINUTE, 0.5, 100.0)
+    await service.start()
+    try:
+        async with KafkaBus(runtime, service="feeder", registry=registry) as bus:
+            await bus.publish([bar("AAA", T0, 100.0), first])
+            [sent] = await decisions(kafka_bootstrap, names, 1)
+            await bus.publish([bar("AAA", T0 + MINUTE, 100.0), second])  # the first order never fills
+            found = await decisions(kafka_bootstrap, names, 2)
+    finally:
+        await service.stop()
+    assert isinstance(sent, SubmitOrder) and sent.causation_id == first.event_id
+    [later] = [m for m in found if m.causation_id == second.event_id]
+    assert isinstance(later, SubmitOrder) and later.quantity == 2500  # to 5,000 with 2,500 still in flight
+    assert METRICS.get_sample_value("ata_risk_target_wait_expired_total") == expired + 1
+    assert service.engine.waiting_targets == []
+    assert any(f"still missing: {sent.client_order_id}" in r.getMessage() for r in caplog.records if r.name == "ata.risk")

@@ -104,6 +104,11 @@ class RiskSettings(ServiceSettings):
     oversight_fallback: Literal["deny", "allow"] = "deny"
     oversight_min_notional: float = Field(0.0, ge=0, description="gating: targets at least this large wait for a verdict")
 
+    # Ordering: a bar time's fills and marks before its targets
+    target_wait_ms: int = Field(
+        2_000, ge=0, description="a target waits for its bar time's fills and marks (see ata.risk.core.engine) at most "
+        "this long on the service's wall clock; 0 = targets never wait")
+
     # Snapshots and service shell
     snapshot_interval_ms: int = Field(60_000, gt=0, description="portfolio snapshot period in event time")
     state_key: str = Field("ata:risk:state", min_length=1, description="Redis key of the engine state cache")

@@ -18,12 +18,19 @@ Time (``ATA_RISK_CLOCK``):
   time. Nothing ticks between events: an oversight timeout fires on the first event past it.
 - ``wall``: the machine clock, for live quotes; the engine is ticked every
   ``tick_interval_ms`` so an oversight timeout fires even when no event arrives.
+
+Targets wait for their bar time's fills and marks (``target_wait_ms``, see :mod:`ata.risk.core.engine`).
+The engine releases them on event time; the shell bounds the wait on the machine clock, checked
+every ``tick_interval_ms``: when the oldest waiting target has waited ``target_wait_ms``, every
+waiting target is decided as things stand, counted in ``ata_risk_target_wait_expired_total`` and
+logged, so a lost fill report or bar delays trading by at most that bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
@@ -69,6 +76,8 @@ DECISIONS = metrics.counter("ata_risk_orders_total", "Order decisions: approved,
 EQUITY = metrics.gauge("ata_risk_equity", "Portfolio equity (account currency)")
 DRAWDOWN = metrics.gauge("ata_risk_drawdown_ratio", "Drawdown from the high-water mark (fraction)")
 TRADING_STATE = metrics.gauge("ata_risk_trading_state", "Trading state: 0 ACTIVE, 1 REDUCING, 2 HALTED")
+TARGET_WAIT_EXPIRED = metrics.counter(
+    "ata_risk_target_wait_expired_total", "Targets decided before all their bar time's fills and marks: the wait bound expired")
 GROSS = metrics.gauge("ata_risk_gross_exposure", "Gross exposure (account currency)")
 
 
@@ -93,6 +102,7 @@ class RiskService(Service):
                                       save_every_messages=risk_settings.state_save_every_messages, log=self.log)
         self._market_ns: int | None = None  # latest market data time (clock=market)
         self._held: list[Message] = []  # wall-stamped inputs received before any market data (clock=market)
+        self._oldest_wait: tuple[uuid.UUID, float] | None = None  # oldest waiting target, monotonic time first seen
 
     @classmethod
     def from_env(cls) -> Self:
@@ -135,16 +145,37 @@ class RiskService(Service):
         return [message]
 
     async def background(self) -> None:
-        """Under the wall clock, ticks so an oversight timeout fires even when no event arrives."""
-        if self.risk_settings.clock != "wall":
+        """Ticks every ``tick_interval_ms``: under the wall clock so an oversight timeout fires even
+        when no event arrives; under either clock to bound how long targets wait."""
+        wall = self.risk_settings.clock == "wall"
+        if not wall and not self.risk_settings.target_wait_ms:
             return
         period_s = self.risk_settings.tick_interval_ms / 1000
         while True:
             await asyncio.sleep(period_s)
-            outputs = self.engine.advance(time.time_ns())
+            outputs = self.engine.advance(time.time_ns()) if wall else []
+            outputs += self._target_wait_expired()
             if outputs:
                 self._count(outputs)
                 await self.publish(outputs)
+
+    def _target_wait_expired(self) -> list[Message]:
+        """Release the waiting targets once the oldest of them has waited ``target_wait_ms``."""
+        waiting = self.engine.waiting_targets
+        if not waiting:
+            self._oldest_wait = None
+            return []
+        now = time.monotonic()
+        if self._oldest_wait is None or self._oldest_wait[0] != waiting[0].event_id:
+            self._oldest_wait = (waiting[0].event_id, now)
+            return []
+        if (now - self._oldest_wait[1]) * 1000 < self.risk_settings.target_wait_ms:
+            return []
+        self.log.warning("%d targets waited %d ms for their bar time's fills and marks (still missing: %s); deciding them",
+                         len(waiting), self.risk_settings.target_wait_ms, ", ".join(self.engine.waiting_for()))
+        TARGET_WAIT_EXPIRED.inc(len(waiting))
+        self._oldest_wait = None
+        return self.engine.release_waiting()
 
     def _count(self, outputs: Sequence[Message]) -> None:
         for message in outputs:

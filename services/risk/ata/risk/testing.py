@@ -20,6 +20,10 @@ from ata.events import (
 
 NS_PER_S = 1_000_000_000
 T0 = 1_700_000_000 * NS_PER_S
+#: ``RiskSettings`` fields for sizing on equity alone: no volatility targeting, Kelly cap, regime
+#: scaling, drawdown tiers or stress response, so a target weight becomes weight x equity / price.
+EQUITY_SIZING: dict[str, Any] = {"position_vol_target_annual": 0.0, "kelly_fraction": 0.0, "regime_scaling_enabled": False,
+                                 "drawdown_enabled": False, "stress_enabled": False}
 
 
 def bar(symbol: str, ts: int, close: float, *, open_: float | None = None, high: float | None = None,

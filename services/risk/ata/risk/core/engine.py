@@ -1,10 +1,22 @@
 """The risk engine: events in, orders/denials/state changes/snapshots out. Pure and deterministic.
 
 ``RiskEngine.handle(message)`` folds one input event into the state and returns the output
-messages. Time comes only from ``ts_event`` (and :meth:`RiskEngine.advance` for the oversight
+messages.
+
+Time comes only from ``ts_event`` (and :meth:`RiskEngine.advance` for the oversight
 timeout when a shell wants wall-clock progress without new events). Output ids derive from
 the causing event (``Message.caused_by``); an order's intent id derives from the target's
 event id, so replays reproduce the same intents and client order ids.
+
+A bar time's fills and marks before its targets: a target for bar time T is sized against the
+portfolio as of the end of T, so its order does not depend on the order in which fills, bars and
+targets reach risk (live they come on different topics; the backtest delivers a bar time one
+symbol at a time). It waits in :attr:`RiskEngine.waiting_targets` while an order risk sent before
+T has not reported at T or later (a fill stamped at or after T) and has not ended, or while its
+own symbol or a held one has not had its bar of T. The first input stamped after T releases it,
+before that input is applied (what did not happen at T will not); a shell bounds the wait on its
+own clock with :meth:`RiskEngine.release_waiting`, so a lost fill cannot hold trading. Targets
+released together are decided in a canonical order. ``target_wait_ms = 0`` switches this off.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,7 +154,8 @@ class RiskEngine:
         self.vol_spikes: set[str] = set()
         self.liquidity_drops: set[str] = set()
         self.unwind: list[UnwindLeg] = []
-        self.open_orders: dict[str, list[Any]] = {}  # client_order_id -> [symbol, signed remaining]
+        # client_order_id -> [symbol, signed remaining, time of its latest report: sent or last filled (ns)]
+        self.open_orders: dict[str, list[Any]] = {}
         # The same order lists by symbol, in open_orders' order (derived; change both through _open/_close).
         self._orders_by_symbol: dict[str, dict[str, list[Any]]] = {}
         # Per symbol, the signed sum of those orders (what _pending() returns), recomputed (not
@@ -149,6 +163,7 @@ class RiskEngine:
         # symbol's orders change; read on every order check.
         self._pending_sums: dict[str, float] = {}
         self.pending_targets: dict[str, PendingTarget] = {}  # by symbol: newest target awaiting a verdict
+        self.waiting_targets: list[TargetProposed] = []  # targets waiting for their bar time's fills and marks
         self.early_reviews: OrderedDict[str, OversightReviewed] = OrderedDict()
         self.seen_fills: OrderedDict[str, None] = OrderedDict()
         self.next_snapshot_ns = 0
@@ -160,6 +175,8 @@ class RiskEngine:
         """Apply one input event; return the messages to publish, in order."""
         out: list[Message] = []
         ts = message.ts_event
+        if self.waiting_targets:
+            self._release_waiting(lambda target: target.ts_event < ts, out)
         self.last_ts_ns = max(self.last_ts_ns, ts)
         self._expire_reviews(ts, out)
         # The input types are unrelated classes, so the order of these tests only saves time.
@@ -193,7 +210,19 @@ class RiskEngine:
             self._flatten(message, out, f"flatten all: {message.reason}")
         elif isinstance(message, SetRiskLimits):
             self._on_set_limits(message, out)
+        if self.waiting_targets:
+            self._release_waiting(lambda target: not self._missing(target), out)
         self._maybe_snapshot(message, out)
+        return out
+
+    def waiting_for(self) -> list[str]:
+        """What the waiting targets wait for: client order ids without a report, ``bar <symbol>`` marks."""
+        return sorted({m for target in self.waiting_targets for m in self._missing(target)})
+
+    def release_waiting(self) -> list[Message]:
+        """Decide every waiting target now (a shell's bound on the wait expired)."""
+        out: list[Message] = []
+        self._release_waiting(lambda _target: True, out)
         return out
 
     def advance(self, ts_ns: int) -> list[Message]:
@@ -395,8 +424,8 @@ class RiskEngine:
         else:
             self._pending_sums.pop(symbol, None)
 
-    def _open(self, client_order_id: str, symbol: str, qty: float) -> None:
-        order = [symbol, qty]
+    def _open(self, client_order_id: str, symbol: str, qty: float, ts_ns: int) -> None:
+        order = [symbol, qty, ts_ns]
         previous = self.open_orders.get(client_order_id)
         if previous is not None and previous[0] != symbol:
             self._close(client_order_id)
@@ -430,10 +459,16 @@ class RiskEngine:
             self.seen_fills.popitem(last=False)
         signed = fill.quantity * fill.side.sign
         self.portfolio.apply_fill(fill.symbol, signed, fill.price, fill.fee)
+        market = self.markets.get(fill.symbol)
+        if market is not None and market.has_price and market.last_bar_ts_ns >= fill.ts_event:
+            # A fill does not overwrite a newer mark: a bar's fill at its open, reported after the bar,
+            # is valued at the bar's close as when it comes first, so equity does not depend on which does.
+            self.portfolio.mark(fill.symbol, market.last_price)
         order = self.open_orders.get(fill.client_order_id)
         if order is not None:
             before = order[1]
             order[1] = before - signed
+            order[2] = max(order[2], fill.ts_event)
             if order[1] * before <= 0 or abs(order[1]) <= 1e-9 * abs(before):  # completely filled
                 self._close(fill.client_order_id)
             else:
@@ -451,10 +486,11 @@ class RiskEngine:
     def _emit_order(self, cause: Message, symbol: str, qty: float, reason: str, out: list[Message]) -> None:
         intent = self._intent(cause, out)
         coid = client_order_id_for(intent)
-        out.append(self.outputs.submit_order(cause, len(out), max(cause.ts_event, self.last_ts_ns), intent_id=intent,
+        ts = max(cause.ts_event, self.last_ts_ns)
+        out.append(self.outputs.submit_order(cause, len(out), ts, intent_id=intent,
                                              client_order_id=coid, symbol=symbol, side=Side.BUY if qty > 0 else Side.SELL,
                                              quantity=abs(qty), reason=reason[:500]))
-        self._open(coid, symbol, qty)
+        self._open(coid, symbol, qty, ts)
         self.decisions["approved"] += 1
 
     def _deny(self, cause: Message, symbol: str, reason: DenialReason, detail: str, out: list[Message]) -> None:
@@ -527,7 +563,41 @@ class RiskEngine:
         return bool(self.settings.oversight_mode == "gating"
                 and abs(target.target_weight) * max(self.portfolio.equity, 0.0) >= self.settings.oversight_min_notional)
 
+    def _missing(self, target: TargetProposed) -> list[str]:
+        """What ``target`` waits for: open orders that have not reported since before its bar time
+        (their fills of that time may be due) and symbols (its own, held ones) without a bar of it."""
+        ts = target.ts_event
+        missing = [coid for coid, order in self.open_orders.items() if order[2] < ts]
+        for symbol in {target.symbol, *(p.symbol for p in self.portfolio.open_positions())}:
+            market = self.markets.get(symbol)
+            if market is not None and market.last_bar_ts_ns < ts:
+                missing.append(f"bar {symbol}")
+        return missing
+
+    def _release_waiting(self, due: Callable[[TargetProposed], bool], out: list[Message]) -> None:
+        """Take the ``due`` targets off :attr:`waiting_targets` and handle them in a canonical order (bar
+        time, symbol, id), not in arrival order, which live delivery permutes."""
+        released = sorted((t for t in self.waiting_targets if due(t)), key=lambda t: (t.ts_event, t.symbol, t.event_id.bytes))
+        if not released:
+            return
+        self.waiting_targets = [t for t in self.waiting_targets if t not in released]
+        for target in released:
+            self._on_ready_target(target, out)
+
     def _on_target(self, target: TargetProposed, out: list[Message]) -> None:
+        if self.settings.target_wait_ms and self._missing(target):
+            self.waiting_targets.append(target)
+            return
+        self._on_ready_target(target, out)
+
+    def _on_ready_target(self, target: TargetProposed, out: list[Message]) -> None:
+        """Decide (or hold for a verdict) a target that waits for nothing more of its bar time. Its outputs are numbered from 0
+        whatever ``out`` holds already, so their ids do not depend on whether it waited for fills."""
+        own: list[Message] = []
+        self._review_or_decide(target, own)
+        out += own
+
+    def _review_or_decide(self, target: TargetProposed, out: list[Message]) -> None:
         if not self._needs_review(target):
             self._decide(target, None, out)
             return
@@ -694,6 +764,7 @@ class RiskEngine:
             "pending_targets": {
                 s: [p.target.model_dump(mode="json"), p.deadline_ns] for s, p in sorted(self.pending_targets.items())
             },
+            "waiting_targets": [t.model_dump(mode="json") for t in self.waiting_targets],
             "early_reviews": [r.model_dump(mode="json") for r in self.early_reviews.values()],
             "seen_fills": list(self.seen_fills),
             "next_snapshot_ns": self.next_snapshot_ns,
@@ -727,10 +798,12 @@ class RiskEngine:
         engine.vol_spikes = set(state["vol_spikes"])
         engine.liquidity_drops = set(state["liquidity_drops"])
         engine.unwind = [UnwindLeg(s, float(r), float(q)) for s, r, q in state["unwind"]]
-        engine.open_orders = {k: [v[0], float(v[1])] for k, v in state["open_orders"].items()}
+        # A state cached before orders carried their report time (two fields) reads as reported long ago.
+        engine.open_orders = {k: [v[0], float(v[1]), int(v[2]) if len(v) > 2 else 0] for k, v in state["open_orders"].items()}
         engine._index_open_orders()
         engine.pending_targets = {s: PendingTarget(TargetProposed.model_validate(t), int(d))
                                   for s, (t, d) in state["pending_targets"].items()}
+        engine.waiting_targets = [TargetProposed.model_validate(t) for t in state.get("waiting_targets", ())]
         engine.early_reviews = OrderedDict(
             (str(r.subject_event_id), r) for r in (OversightReviewed.model_validate(x) for x in state["early_reviews"])
         )
