@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ata.runtime.infra import pid_alive
 from ata.runtime.resilience import Backoff
-from ata.runtime.supervisor import ChildSpec, ChildState, Supervisor, status_table
+from ata.runtime.supervisor import CONFIG_ERROR_EXIT, ChildSpec, ChildState, Supervisor, run_until_signalled, status_table
 
 WAIT_S = 30.0
 
@@ -117,6 +117,21 @@ async def test_missing_executable_is_retried_not_fatal(tmp_path: Path) -> None:
     finally:
         await supervisor.stop()
     assert supervisor.snapshot()[0].last_exit_code == 127
+
+
+async def test_a_child_refusing_its_configuration_is_not_restarted_and_ends_the_run(tmp_path: Path) -> None:
+    starts = tmp_path / "starts.log"
+    refusing = CRASHER.replace("sys.exit(3)", f"sys.exit({CONFIG_ERROR_EXIT})")
+    specs = [ChildSpec("refusing", (sys.executable, str(script(tmp_path, "refusing", refusing)), str(starts))),
+             ChildSpec("graceful", (sys.executable, str(script(tmp_path, "graceful", GRACEFUL)), str(tmp_path / "g.txt")))]
+    supervisor = Supervisor(specs, backoff=Backoff(initial_s=0.01, cap_s=0.01, max_attempts=None, jitter=False),
+                            probe_readiness=False)
+    await asyncio.wait_for(run_until_signalled(supervisor, lambda: None), WAIT_S)  # returns without a signal
+    assert supervisor.failed() == ["refusing"]
+    refused, graceful = supervisor.snapshot()
+    assert (refused.state, refused.restarts, refused.last_exit_code) == (ChildState.FAILED, 0, CONFIG_ERROR_EXIT)
+    assert len(starts.read_text().split()) == 1
+    assert graceful.state is ChildState.STOPPED and supervisor.pids() == []
 
 
 def test_status_table_lists_children_or_says_none() -> None:

@@ -7,7 +7,9 @@ With Alpaca keys in the environment (``APCA_API_KEY_ID``, ``APCA_API_SECRET_KEY`
 the Alpaca paper account instead, on live Alpaca bars (:mod:`ata.runtime.up_modes`; the
 ``--data/--speed/--symbols`` options are then unused). The mode is printed first; one key
 without the other stops ``ata up`` before anything starts. A mode is environment defaults for
-every child; a variable already set in the environment wins.
+every child; a variable already set in the environment wins. A service that refuses its
+configuration is not restarted: ``ata up`` stops everything, prints the service's problems (the
+variables named) and exits with code 2.
 
 Ctrl-C (SIGINT) or SIGTERM stops every service (SIGTERM, 10 s, SIGKILL) and then stops the
 infrastructure, unless it was already running before ``ata up`` (then it is left running).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import time
@@ -34,7 +37,7 @@ from rich.table import Table
 from ata.runtime import infra
 from ata.runtime.cli_common import console as make_console
 from ata.runtime.cli_common import external_endpoints, state_dir
-from ata.runtime.supervisor import ChildSpec, Supervisor, run_until_signalled, status_table
+from ata.runtime.supervisor import CONFIG_ERROR_EXIT, ChildSpec, Supervisor, run_until_signalled, status_table
 from ata.runtime.up_modes import DEFAULT_SPEED, ModeError, describe, run_mode
 
 READY_LINE = "platform running; Ctrl-C stops it"
@@ -107,13 +110,29 @@ def up(
         if provision:
             _provision(console, state.kafka_bootstrap)
         specs = service_specs(names, state, directory, mode.defaults, mode.forced)
-        supervisor = Supervisor(specs, log_dir=directory / "logs" / "services")
+        logs = directory / "logs" / "services"
+        supervisor = Supervisor(specs, log_dir=logs)
         asyncio.run(_supervise(console, supervisor))
         console.print("services stopped")
+        for name in supervisor.failed():
+            console.print(f"[red]{name} refused its configuration:[/red] {config_refusal(logs / f'{name}.log')}")
+        if supervisor.failed():
+            raise typer.Exit(CONFIG_ERROR_EXIT)
     finally:
         if not already_running:
             infra.down(directory)
             console.print("infrastructure stopped")
+
+
+def config_refusal(log: Path) -> str:
+    """The problems of the last ``configuration refused`` record in a service's JSON log (variables named, no values)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for line in reversed(text.splitlines()):
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and str(record.get("msg", "")).startswith("configuration refused"):
+                return "; ".join(map(str, record.get("problems") or [record["msg"]]))
+    return f"see {log}"
 
 
 def account_line(metrics_text: str) -> str:

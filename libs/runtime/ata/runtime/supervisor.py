@@ -9,6 +9,9 @@ Contract:
 - :meth:`Supervisor.stop` sends SIGTERM to every child's process group, waits up to
   ``stop_grace_s`` (10 s, the services' own drain budget) and then SIGKILLs what is left;
   it returns only when every child has been reaped;
+- a child that exits with :data:`CONFIG_ERROR_EXIT` (a service refusing its configuration) is
+  not restarted, since a restart cannot fix it: it stays ``failed`` and :meth:`Supervisor.failed`
+  names it; :func:`run_until_signalled` then returns, as on a signal;
 - each child gets ``ATA_HTTP_PORT`` (a free port unless the spec fixes one); the supervisor
   polls ``/readyz`` there and shows the result in its status table.
 """
@@ -36,6 +39,8 @@ STOP_GRACE_S = 10.0
 DEFAULT_BACKOFF = Backoff(initial_s=0.5, multiplier=2.0, cap_s=30.0, max_attempts=None)
 READY_POLL_S = 1.0
 READY_TIMEOUT_S = 1.0
+#: The exit code of a service that refused its configuration (:func:`ata.runtime.service.run_service`).
+CONFIG_ERROR_EXIT = 2
 
 
 class ChildState(StrEnum):
@@ -44,6 +49,7 @@ class ChildState(StrEnum):
     BACKOFF = "backoff"
     STOPPING = "stopping"
     STOPPED = "stopped"
+    FAILED = "failed"  # exited with CONFIG_ERROR_EXIT: not restarted
 
 
 @dataclass(frozen=True)
@@ -140,10 +146,16 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for status in self._status.values():
-            status.state, status.pid, status.ready = ChildState.STOPPED, None, "-"
+            status.pid, status.ready = None, "-"
+            if status.state is not ChildState.FAILED:
+                status.state = ChildState.STOPPED
 
     def snapshot(self) -> list[ChildStatus]:
         return [self._status[spec.name] for spec in self._specs]
+
+    def failed(self) -> list[str]:
+        """Names of the children that refused their configuration (not restarted)."""
+        return [spec.name for spec in self._specs if self._status[spec.name].state is ChildState.FAILED]
 
     def pids(self) -> list[int]:
         """Pids of the children running right now."""
@@ -169,6 +181,9 @@ class Supervisor:
                 self._procs.pop(spec.name, None)
                 status.pid = None
             if self._stopping.is_set():
+                return
+            if status.last_exit_code == CONFIG_ERROR_EXIT:
+                status.state = ChildState.FAILED
                 return
             if self._clock() - started >= self._stable_after_s:
                 crashes = 0
@@ -242,14 +257,14 @@ def status_table(statuses: Sequence[ChildStatus], now: float, title: str = "serv
 
 
 async def run_until_signalled(supervisor: Supervisor, on_tick: Callable[[], None], tick_s: float = 0.5) -> None:
-    """Start ``supervisor``, call ``on_tick`` periodically until SIGINT/SIGTERM, then stop it."""
+    """Start ``supervisor``, call ``on_tick`` periodically until SIGINT/SIGTERM or a child failed, then stop it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         supervisor.start()
-        while not stop.is_set():
+        while not stop.is_set() and not supervisor.failed():
             on_tick()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), tick_s)
