@@ -279,3 +279,40 @@ async def test_reconciliation_of_seeded_divergence() -> None:
     [mismatch] = [e for e in again if isinstance(e, PositionMismatchDetected)]
     assert (mismatch.symbol, mismatch.local_quantity, mismatch.broker_quantity) == ("TSLA", 0.0, 4.0)
     assert restarted.ready
+
+
+async def test_periodic_work_looks_at_live_orders_only_and_still_finds_what_it_must() -> None:
+    """Filled and canceled orders leave the live set (the poll and the timer scan it, not every order ever
+    seen); a live order's missed fill is still found by the poll, an order restored in flight is still
+    re-checked by the timer, and a restart indexes only what is live."""
+    store = MemoryOrderStore()
+    ex = SimulatedExchange()
+    config = EngineConfig(inflight_recheck_ns=1_000)
+    engine, brokers, clock = await make("sim", store=store, exchanges={"sim": ex}, config=config)
+    filled, canceled, open_ = submit("MSFT", qty=2), submit(qty=3), submit(qty=4)
+    for cmd in (filled, canceled, open_):
+        await engine.handle_submit(cmd)
+    for update in ex.on_quote(quote("MSFT", 10.0, 10.0, T0 + 1)):
+        await engine.on_broker_update("sim", update)
+    await engine.handle_cancel(CancelOrder.origin(natural_key=("c",), ts_event=T0, ts_init=T0, source="risk",
+                                                  client_order_id=canceled.client_order_id))
+    assert [o.client_order_id for o in engine.live_orders()] == [open_.client_order_id]
+    ex.on_quote(quote("AAPL", 10.0, 10.0, T0 + 2))  # fills `open_` while we are not listening
+    events = await engine.poll()
+    assert [(e.client_order_id, e.quantity) for e in events if isinstance(e, FillReported)] == [(open_.client_order_id, 4)]
+    assert engine.live_orders() == []
+    # restart with an order recorded as sent that never reached the broker: it is live and in flight
+    from ata.execution.core.state_machine import TrackedOrder
+
+    lost = submit(qty=5)
+    await store.save(TrackedOrder(client_order_id=lost.client_order_id, symbol="AAPL", side=Side.BUY, quantity=5,
+                                  command_id=lost.event_id, correlation_id=lost.event_id, created_ts=T0, broker="sim",
+                                  status=OrderStatus.SUBMITTED, updated_ts=T0))
+    restarted = ExecutionEngine([BrokerRoute(brokers["sim"])], store, clock, config)
+    restarted.restore({"orders": await store.load(), "positions": {}})  # without start()'s reconciliation
+    assert [o.client_order_id for o in restarted.live_orders()] == [lost.client_order_id]
+    clock.now = T0 + 10_000
+    events = await restarted.on_timer(clock.now)
+    assert types(events) == [OrderAccepted] and ex.get(lost.client_order_id) is not None
+    assert await restarted.on_timer(clock.now + 10_000) == []  # acknowledged: nothing left for the timer
+    assert ex.submissions == 4

@@ -174,7 +174,14 @@ class ExecutionEngine:
         self.breakers = breakers if breakers is not None else {}
         for name in self.routes:
             self.breakers.setdefault(name, CircuitBreaker(f"broker:{name}", self.config.breaker_policy))
+        #: Every order seen (by client order id). Add through :meth:`_track`, which keeps the indices below.
         self.orders: dict[str, TrackedOrder] = {}
+        # Indices so that periodic work costs what is live, not every order ever seen. Statuses only move
+        # forward (nothing leaves a terminal status, nothing returns to NEW or SUBMITTED), so an order is
+        # indexed when tracked and dropped lazily by the scan that finds it has moved on.
+        self._live: dict[str, TrackedOrder] = {}  # not terminal when last looked at: reconciliation
+        self._pending: dict[str, TrackedOrder] = {}  # NEW or SUBMITTED when last looked at: the timer
+        self._children: dict[str, dict[str, TrackedOrder]] = {}  # TWAP slices by parent id, then their own
         self.positions: dict[str, dict[str, float]] = {name: {} for name in self.routes}
         self.quality: dict[str, BrokerQuality] = {name: BrokerQuality() for name in self.routes}
         self.arrival: dict[str, float] = {}
@@ -185,8 +192,7 @@ class ExecutionEngine:
     async def start(self) -> list[Message]:
         """Load the local record and reconcile it with every broker; ready afterwards."""
         for data in await self.store.load():
-            order = TrackedOrder.restore(data)
-            self.orders[order.client_order_id] = order
+            self._track(TrackedOrder.restore(data))
         for broker, positions in (await self.store.load_positions()).items():
             self.positions.setdefault(broker, {}).update(positions)
         events: list[Message] = []
@@ -194,6 +200,26 @@ class ExecutionEngine:
             events += await self.reconcile(route, check_positions=True)
         self.ready = True
         return events
+
+    def _track(self, order: TrackedOrder) -> None:
+        """Record ``order`` (new, restored or adopted) and index it; tracking an id again replaces its order."""
+        coid = order.client_order_id
+        self.orders[coid] = order
+        self._live.pop(coid, None)  # a replaced order leaves no stale copy behind
+        self._pending.pop(coid, None)
+        if not order.status.terminal:
+            self._live[coid] = order
+        if order.status is S.NEW or order.status is S.SUBMITTED:
+            self._pending[coid] = order
+        if order.parent_id:
+            self._children.setdefault(order.parent_id, {})[coid] = order
+
+    def live_orders(self) -> list[TrackedOrder]:
+        """The orders not terminal, in tracking order (those found terminal leave the index)."""
+        ended = [coid for coid, order in self._live.items() if order.status.terminal]
+        for coid in ended:
+            del self._live[coid]
+        return list(self._live.values())
 
     def _lock(self, client_order_id: str) -> asyncio.Lock:
         lock = self._locks.get(client_order_id)
@@ -225,7 +251,7 @@ class ExecutionEngine:
                 limit_price=cmd.limit_price, stop_price=cmd.stop_price, time_in_force=cmd.time_in_force,
                 intent_id=str(cmd.intent_id), arrival_price=self.arrival.get(cmd.symbol),
             )
-            self.orders[coid] = order
+            self._track(order)
             if coid != client_order_id_for(cmd.intent_id):
                 events = self.sm.rejected_locally(order, "client_order_id does not derive from intent_id", cmd.ts_event)
                 await self.store.save(order)
@@ -255,7 +281,7 @@ class ExecutionEngine:
         if order is None or order.status.terminal or order.status is S.PENDING_CANCEL:
             return []
         is_parent = order.extra.get("kind") == PARENT
-        targets = [o for o in self.orders.values() if o.parent_id == order.client_order_id] if is_parent else [order]
+        targets = list(self._children.get(order.client_order_id, {}).values()) if is_parent else [order]
         events: list[Message] = []
         for target in targets:
             async with self._lock(target.client_order_id):
@@ -485,14 +511,14 @@ class ExecutionEngine:
                 command_id=parent.command_id, correlation_id=parent.correlation_id, created_ts=due,
                 time_in_force=parent.time_in_force, intent_id=parent.intent_id, parent_id=parent.client_order_id,
                 arrival_price=parent.arrival_price)
-            self.orders[child.client_order_id] = child
+            self._track(child)
             await self.store.save(child)
         await self.store.save(parent)
         return events + await self.on_timer(self._now())
 
     async def _settle_parent(self, parent: TrackedOrder) -> list[Message]:
         """Apply the children's aggregate to the parent as one cumulative report."""
-        children = [o for o in self.orders.values() if o.parent_id == parent.client_order_id]
+        children = list(self._children.get(parent.client_order_id, {}).values())
         cum = sum(c.cum_filled_qty for c in children)
         notional = sum(c.cum_filled_qty * (c.avg_fill_price or 0.0) for c in children)
         if all(c.status.terminal for c in children):
@@ -513,13 +539,15 @@ class ExecutionEngine:
     async def on_timer(self, now: int) -> list[Message]:
         """Send due TWAP slices and re-check orders in flight longer than the threshold."""
         events: list[Message] = []
-        for order in list(self.orders.values()):
-            if order.parent_id and order.status is S.NEW and order.created_ts <= now:
+        for order in list(self._pending.values()):
+            if (order.status is not S.NEW and order.status is not S.SUBMITTED) or order.extra.get("kind") == PARENT:
+                # Moved on for good (a TWAP parent is never due itself); another scan may have dropped it already.
+                self._pending.pop(order.client_order_id, None)
+            elif order.parent_id and order.status is S.NEW and order.created_ts <= now:
                 async with self._lock(order.client_order_id):
                     if order.status is S.NEW:
                         events += await self._route_and_submit(order)
-            elif (order.status is S.SUBMITTED and order.extra.get("kind") != PARENT
-                  and now - order.updated_ts >= self.config.inflight_recheck_ns):
+            elif order.status is S.SUBMITTED and now - order.updated_ts >= self.config.inflight_recheck_ns:
                 async with self._lock(order.client_order_id):
                     if order.status is S.SUBMITTED:
                         events += await self._resolve_inflight(order)
@@ -550,7 +578,7 @@ class ExecutionEngine:
         open_at_broker = {o.client_order_id: o for o in await port.open_orders()}
         events: list[Message] = []
         now = self._now()
-        for order in [o for o in self.orders.values() if o.broker == route.name]:
+        for order in [o for o in self.live_orders() if o.broker == route.name]:
             if (not recent_inflight and order.status is S.SUBMITTED
                     and now - order.updated_ts < self.config.inflight_recheck_ns):
                 open_at_broker.pop(order.client_order_id, None)
@@ -612,7 +640,7 @@ class ExecutionEngine:
                 answer = None
             return [self._reconciled(order, route, ReconcileAction.CANCELED_EXTRA, local=(S.NEW, 0.0), found=answer or extra,
                                      detail="unknown order at the broker canceled by policy")]
-        self.orders[order.client_order_id] = order
+        self._track(order)
         note = self._reconciled(order, route, ReconcileAction.ADOPTED, local=(S.NEW, 0.0), found=extra,
                                 detail="unknown order at the broker adopted")
         async with self._lock(order.client_order_id):
@@ -656,7 +684,9 @@ class ExecutionEngine:
                 "quality": {b: [q.orders, q.mean_shortfall_bps] for b, q in self.quality.items()}}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
-        self.orders = {o["client_order_id"]: TrackedOrder.restore(o) for o in snapshot["orders"]}
+        self.orders, self._live, self._pending, self._children = {}, {}, {}, {}
+        for data in snapshot["orders"]:
+            self._track(TrackedOrder.restore(data))
         self.positions = {b: dict(p) for b, p in snapshot["positions"].items()}
         for broker, (count, mean) in snapshot.get("quality", {}).items():
             self.quality[broker] = BrokerQuality(int(count), float(mean))
