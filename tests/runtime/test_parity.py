@@ -122,7 +122,11 @@ async def test_live_services_and_the_backtest_give_the_same_orders_and_fills(ata
                    for m in await read_messages(bootstrap, "system.heartbeats.v1")) or None
 
     await run.eventually(replay_finished, run.START_TIMEOUT_S + 240.0, "the replay to finish")
-    await asyncio.wait_for(PipelineGate.for_services(bootstrap, PIPELINE).wait_idle(), run.STEP_TIMEOUT_S)
+    gate = PipelineGate.for_services(bootstrap, PIPELINE)
+    try:
+        await asyncio.wait_for(gate.wait_idle(), run.STEP_TIMEOUT_S)
+    finally:
+        gate.close()
     live_bars = [m for m in await read_messages(bootstrap, "market.bars.v1") if isinstance(m, BarClosed)]
     live_messages: list[Message] = []
     for topic in ORDER_TOPICS + DECISION_TOPICS:

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ata.events import REGISTRY, BarClosed, Topic, TopicRegistry
 from ata.runtime.kafka import provision_topics
@@ -60,6 +60,37 @@ async def test_gate_waits_for_every_record_of_a_groups_topics_to_be_committed(
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def test_gate_holds_until_the_last_record_of_a_multi_record_batch_is_committed(
+        kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
+    """End offsets are high watermarks: the embedded broker's ListOffsets "latest" is the base offset
+    of the last record batch, by which a group that had committed the batch's first record (or none
+    of a one-batch topic) looked idle."""
+    topic, group = unique_name("gatebatch"), unique_name("gatebatchgroup")
+    provision_topics(kafka_bootstrap, TopicRegistry([Topic(topic, (BarClosed,), "symbol", 1, (), ())]))
+    gate = PipelineGate(kafka_bootstrap, {group: [topic]})
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=200)
+    await producer.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    partition = TopicPartition(topic, 0)
+    consumer.assign([partition])  # commits only: the group's offsets are set by hand
+    try:
+        for batch in range(2):  # two batches of five records each
+            sent = [await producer.send(topic, b"r%d" % n, partition=0) for n in range(5)]
+            offsets = [m.offset for m in await asyncio.gather(*sent)]
+            assert offsets == list(range(5 * batch, 5 * batch + 5))
+            assert await held(gate)  # none of this batch committed
+            for committed in (5 * batch + 1, 5 * batch + 4):
+                await consumer.commit({partition: committed})
+                assert await held(gate), committed  # the batch's last record is not committed yet
+            await consumer.commit({partition: 5 * batch + 5})
+            assert not await held(gate)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        gate.close()
 
 
 def test_gate_groups_come_from_the_registry_and_must_consume_something(kafka_bootstrap: str) -> None:
