@@ -1,7 +1,8 @@
 """``ata up`` as a user runs it, for the end-to-end tests (``test_make_run``, ``test_parity``).
 
 The ``ata_up`` fixture starts ``python -m ata.runtime.cli up [args]`` in a subprocess with an
-empty state directory (plus the given ``ATA_*`` settings, nothing inherited) and yields an
+empty state directory (plus the given ``ATA_*`` settings; no ``ATA_*`` or ``APCA_*`` variable is
+inherited, so Alpaca keys in the developer's shell never switch a test run to Alpaca) and yields an
 :class:`UpRun` that observes it from outside: the infrastructure file, the supervisor's children,
 the services' READY heartbeats. A run the test did not stop is stopped on teardown (SIGINT, then
 SIGKILL of its process group).
@@ -107,7 +108,7 @@ def ata_up(tmp_path: Path) -> Iterator[Callable[[Sequence[str], Mapping[str, str
 
     def start(args: Sequence[str] = (), settings: Mapping[str, str] | None = None) -> UpRun:
         state, log = tmp_path / "state", tmp_path / "ata-up.out"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ATA_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ATA_", "APCA_"))}
         env |= {"ATA_STATE_DIR": str(state), "ATA_SERVICE_HEARTBEAT_INTERVAL_MS": "1000", "COLUMNS": "160", **(settings or {})}
         with log.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "ata.runtime.cli", "up", *args], env=env, stdin=subprocess.DEVNULL,

@@ -8,10 +8,14 @@ the defaults, both so that trading goes on all the time and progress after a res
 the synthetic bars run around the clock (on the default XNYS calendar the replay pauses for 105 s
 of wall time every simulated night), and at a pace this small shared machine keeps up with (3
 symbols at 120x, 6 bars/s: at the default 5 symbols and 600x, strategy falls behind the bars on a
-busy machine and risk denies most of its targets as stale, so fills become rare). Then each service in
-turn is killed with SIGKILL; the supervisor restarts it, the new process reports ready, and the
-run makes progress again (a new fill; for market data, bars published by the new process) before
-the next victim. Market data goes last: its replay starts over after a restart (consumers skip
+busy machine and risk denies many of its targets as stale, so fills become rare). The pure
+defaults reach every service ready and a first fill as well (the first simulated session starts
+at once); it is the restarts that need the lighter, continuous pace: at the defaults, even around
+the clock, no new fill came within the step timeout after regime's restart at load 14-17.
+
+Each service in turn is killed with SIGKILL; the supervisor restarts it, the new process reports
+ready, and the run makes progress again (a new fill; for market data, bars published by the new
+process) before the next victim. Market data goes last: its replay starts over after a restart (consumers skip
 the bars they already applied), so nothing new trades until it has caught up.
 
 The order ledger (:class:`ata.backtest.ledger.OrderLedger`) is then checked on the broker topics
@@ -143,5 +147,6 @@ async def test_make_run_reaches_a_fill_survives_killing_each_service_and_stops_c
     assert run.interrupt() == 0
     assert sorted(pid for pid in leftovers if alive(pid)) == []
     output = run.log.read_text(errors="replace")
+    assert "mode: paper trading on replayed synthetic data through the simulated broker" in output  # no Alpaca keys
     assert "services stopped" in output and "infrastructure stopped" in output
     assert journal_ledger(run.state).problems(commanded) == []  # after the drain: all the journal holds, still clean

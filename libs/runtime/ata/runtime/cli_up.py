@@ -97,7 +97,7 @@ def up(
         mode = run_mode(os.environ, data, speed, symbols)
     except ModeError as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(CONFIG_ERROR_EXIT) from None
     console.print(describe(mode, os.environ))
     directory = state_dir()
     previous = infra.InfraState.load(directory)
