@@ -85,7 +85,8 @@ def test_plugin_strategy_shows_in_ata_strategy_list_and_runs(plugin_site: Path, 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]),
            "COLUMNS": "250", "NO_COLOR": "1"}
     ata = Path(sys.executable).parent / "ata"
-    out = subprocess.run([str(ata), "strategy", "list"], env=env, capture_output=True, text=True, timeout=120, check=True)
+    # ~5 s of CPU (imports); 120 s was not enough wall time at load 20 on two cores.
+    out = subprocess.run([str(ata), "strategy", "list"], env=env, capture_output=True, text=True, timeout=280, check=True)
     assert "example_always_long" in out.stdout and "ata_example_plugin.strategy" in out.stdout
     monkeypatch.syspath_prepend(str(plugin_site))
     from ata.strategy.core.strategies.base import Bar, MarketContext
