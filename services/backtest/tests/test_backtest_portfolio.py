@@ -66,4 +66,17 @@ def test_backtest_targets_equal_the_live_strategy_cores_with_portfolio_construct
 
 def test_portfolio_construction_needs_the_universe() -> None:
     with pytest.raises(ValueError, match=r"strategy\.symbols"):
-        Backtest(BacktestConfig.model_validate({"stages": ["strategy"], "strategy": {**STRATEGY, "portfolio": PORTFOLIO}}))
+        strategy_only(portfolio=PORTFOLIO)
+
+
+def strategy_only(**strategy: object) -> Backtest:
+    return Backtest(BacktestConfig.model_validate({"stages": ["strategy"], "strategy": {**STRATEGY, **strategy}}))
+
+
+def test_coordination_settings_reach_the_meta_strategy_validated() -> None:
+    engine = strategy_only(coordination={"correlation_window_bars": 30, "risk_budgets": {"ma_crossover": 2.0}})
+    config = engine.stage("strategy").engine.meta.config  # type: ignore[attr-defined]
+    assert config.coordination.correlation_window_bars == 30
+    assert config.coordination.budget("ma_crossover") == 2.0
+    with pytest.raises(ValueError, match="risk_budgets"):
+        strategy_only(coordination={"risk_budgets": {"ma_crossover": -1.0}})

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from pydantic import TypeAdapter
+
 from ata.backtest.config import BacktestConfig, ExecutionConfig
 from ata.events import (
     BarClosed,
@@ -46,6 +48,7 @@ from ata.runtime.resilience import CircuitBreaker
 from ata.sentiment.core import Scorer, SentimentEngine
 from ata.sentiment.core.engine import EngineParams
 from ata.strategy.core import MetaConfig, MetaStrategy, Method, StrategyEngine
+from ata.strategy.core.coordination import CoordinationConfig
 from ata.strategy.core.meta import StrategyFactory, make_factory
 from ata.strategy.core.portfolio import PortfolioConstructor, PortfolioSettings
 from ata.strategy.registry import available_strategies
@@ -242,6 +245,8 @@ def meta_config(raw: dict[str, Any]) -> MetaConfig:
         data["default_method"] = Method(data["default_method"])
     if "strategies" in data:
         data["strategies"] = tuple(data["strategies"])
+    if data.get("coordination") is not None:  # validated as the service validates ATA_STRATEGY_COORDINATION
+        data["coordination"] = TypeAdapter(CoordinationConfig).validate_python(data["coordination"])
     return MetaConfig(**data)
 
 
