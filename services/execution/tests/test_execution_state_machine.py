@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -73,6 +74,17 @@ def test_duplicate_and_stale_reports_produce_nothing(sm: OrderStateMachine) -> N
     assert sm.apply(order, report(order, S.PARTIALLY_FILLED, cum=20, avg=10.0)) == []  # stale, lower cumulative
     assert sm.apply(order, report(order, S.ACCEPTED)) == []  # out-of-order repeat of a passed state
     assert order.cum_filled_qty == 40 and order.status is S.PARTIALLY_FILLED
+
+
+def test_a_report_that_restates_the_current_state_changes_nothing(sm: OrderStateMachine) -> None:
+    order = submitted(sm)
+    sm.apply(order, report(order, S.ACCEPTED))
+    sm.apply(order, report(order, S.PARTIALLY_FILLED, cum=40, avg=10.0))
+    assert sm.restates(order, S.PARTIALLY_FILLED, 40.0) and sm.restates(order, S.PARTIALLY_FILLED, 40.0 + 1e-12)
+    assert not sm.restates(order, S.PARTIALLY_FILLED, 41.0) and not sm.restates(order, S.FILLED, 40.0)
+    before = order.snapshot()
+    repeat = replace(report(order, S.PARTIALLY_FILLED, cum=40, avg=10.0, cum_fee=3.0), ts_event=TS + 99, broker_order_id="b-2")
+    assert sm.apply(order, repeat) == [] and order.snapshot() == before  # not even its time or ids are taken
 
 
 def test_broker_may_skip_accepted_and_fill_at_once(sm: OrderStateMachine) -> None:

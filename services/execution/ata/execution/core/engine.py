@@ -436,9 +436,17 @@ class ExecutionEngine:
 
     async def on_broker_updates(self, broker: str, updates: Sequence[BrokerOrder]) -> list[Message]:
         """Several trade updates that arrived together: different orders are applied concurrently
-        (their store writes share round trips), the updates of one order in arrival order."""
+        (their store writes share round trips), the updates of one order in arrival order.
+
+        An update that restates a live order's current state is dropped first, without a lock or a
+        task: the stream repeats every answer a submission already applied, so in a burst most
+        updates are such repeats. (A terminal order's repeats still go through, as before: applying
+        one completes bookkeeping a crash may have interrupted.)"""
         lanes: dict[str, list[BrokerOrder]] = {}
         for update in updates:
+            order = self.orders.get(update.client_order_id)
+            if order is None or (not order.status.terminal and self.sm.restates(order, update.status, update.cum_filled_qty)):
+                continue  # unknown orders are left to reconciliation, as in on_broker_update
             lanes.setdefault(update.client_order_id, []).append(update)
 
         async def lane(items: list[BrokerOrder]) -> list[Message]:

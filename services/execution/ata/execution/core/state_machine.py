@@ -238,6 +238,12 @@ class OrderStateMachine:
         return [self._lifecycle(order, OrderCanceled, ts_event, reason=reason[:500])]
 
     # -- broker reports ----------------------------------------------------------------------
+    @staticmethod
+    def restates(order: TrackedOrder, status: OrderStatus, cum_filled_qty: float) -> bool:
+        """Whether a report of ``status`` with ``cum_filled_qty`` repeats the order's current state: :meth:`apply`
+        then changes nothing and returns no events (cheap to ask before building the report)."""
+        return status is order.status and _qty_eq(cum_filled_qty, order.cum_filled_qty)
+
     def apply(self, order: TrackedOrder, report: BrokerReport) -> list[Message]:
         """Apply a broker report; returns the events it causes (possibly none).
 
