@@ -35,13 +35,14 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from ata.events import OrderAccepted, Side, SubmitOrder, client_order_id_for
+from ata.events import OrderAccepted, OrderRejected, Side, SubmitOrder, client_order_id_for
 from ata.execution.service import COMMANDS, namespaced, namespaced_registry
 from ata.runtime import infra
 from ata.runtime.bus import KafkaBus
@@ -144,8 +145,15 @@ def commands(count: int, run: str) -> list[SubmitOrder]:
     return out
 
 
+class OrdersRejectedError(RuntimeError):
+    """Execution rejected orders (e.g. its broker's breaker opened after timeouts on an overloaded machine):
+    they will never be accepted, so the run ends at once instead of at its timeout."""
+
+
 async def _acks(bootstrap: str, topic: str, expected: int, seen: dict[str, float], ready: asyncio.Event) -> None:
-    """Record when each client order id's OrderAccepted is first observed."""
+    """Record when each client order id's OrderAccepted is first observed; raise once every order was
+    answered if any was rejected."""
+    rejected: dict[str, str] = {}
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex[:8]}",
                                 auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=10,
                                 session_timeout_ms=6000, heartbeat_interval_ms=1000)
@@ -154,15 +162,20 @@ async def _acks(bootstrap: str, topic: str, expected: int, seen: dict[str, float
         while not consumer.assignment():  # noqa: ASYNC110  (aiokafka offers no assignment event)
             await asyncio.sleep(0.05)
         ready.set()
-        while len(seen) < expected:
+        while len(seen) + len(rejected) < expected:
             for records in (await consumer.getmany(timeout_ms=100)).values():
                 now = time.perf_counter()
                 for record in records:
                     event = decode(record.value)
                     if isinstance(event, OrderAccepted):
                         seen.setdefault(event.client_order_id, now)
+                    elif isinstance(event, OrderRejected):
+                        rejected.setdefault(event.client_order_id, event.reason)
     finally:
         await consumer.stop()
+    if rejected:
+        reasons = Counter(rejected.values()).most_common(3)
+        raise OrdersRejectedError(f"{len(rejected)} of {expected} orders rejected; most common reasons: {reasons}")
 
 
 @dataclass(frozen=True)
