@@ -98,6 +98,8 @@ def test_ata_up_stops_when_a_service_refuses_its_alpaca_settings_naming_the_vari
     assert "PKEXAMPLE123" not in output and "sk-example-456" not in output
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # the waits below are bounded one by one; a loaded machine may need several of them in full
 async def test_make_run_with_alpaca_keys_trades_on_the_alpaca_paper_account(ata_up: Callable[..., Any]) -> None:
     first_open = (time.time_ns() // MIN - BARS + 1) * MIN  # the last bar opens in the current minute
     market = FakeMarketData([(list(range(BARS)), "silent")], t0_ns=first_open)
