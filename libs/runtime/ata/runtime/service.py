@@ -81,6 +81,9 @@ log = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 #: The final heartbeat and each close step get at most this long during a drain.
 CLOSE_STEP_TIMEOUT_S = 2.0
+#: How long a cancelled task may run on before it is cancelled again (its cancellation was swallowed): longer than
+#: any drain a task runs after its cancellation on purpose (the journal gives its batch in hand 5 s).
+RECANCEL_AFTER_S = 6.0
 
 
 class Phase(StrEnum):
@@ -479,6 +482,12 @@ class Service:
         if task is None:
             return
         task.cancel()
+        # A library call the cancellation lands in may swallow it and return normally (seen: a redis-py SET in a
+        # sentiment background task, which then went on reconnecting its news stream and the stop never ended):
+        # cancel again until the task ends.
+        while not (await asyncio.wait([task], timeout=RECANCEL_AFTER_S))[0]:
+            self.log.warning("task %s ignored its cancellation; cancelling it again", task.get_name())
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             # Exceptions were already seen by the watcher (or are a cancellation side effect).
             await task
