@@ -130,3 +130,19 @@ async def test_risk_bounds_the_wait_for_a_fill_that_never_comes(kafka_bootstrap:
     assert METRICS.get_sample_value("ata_risk_target_wait_expired_total") == expired + 1
     assert service.engine.waiting_targets == []
     assert any(f"still missing: {sent.client_order_id}" in r.getMessage() for r in caplog.records if r.name == "ata.risk")
+
+
+async def test_risk_service_sizes_a_target_down_to_the_position_limit(kafka_bootstrap: str, redis_url: str,
+                                                                      unique_name: Callable[[str], str]) -> None:
+    service, runtime, registry, names = await market_time_service(kafka_bootstrap, redis_url, unique_name,
+                                                                  max_position_notional=300_000.0)
+    clipped = METRICS.get_sample_value("ata_risk_orders_clipped_total", {"limit": "MAX_POSITION"}) or 0.0
+    await service.start()
+    try:
+        async with KafkaBus(runtime, service="feeder", registry=registry) as bus:
+            await bus.publish([bar("AAA", T0, 100.0), target("AAA", T0, 0.5, 100.0)])
+            [order] = await decisions(kafka_bootstrap, names, 1)
+    finally:
+        await service.stop()
+    assert isinstance(order, SubmitOrder) and order.quantity == 3000 and "clipped by MAX_POSITION" in order.reason
+    assert METRICS.get_sample_value("ata_risk_orders_clipped_total", {"limit": "MAX_POSITION"}) == clipped + 1

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
@@ -72,6 +73,8 @@ SUBSCRIPTIONS = (
 WALL_STAMPED = (HaltTrading, ResumeTrading, FlattenAll, SetRiskLimits, JournalAvailabilityChanged)
 STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
+CLIPPED = metrics.counter("ata_risk_orders_clipped_total", "Orders sized down to an exposure limit, by the tightest limit",
+                          ("limit",))
 DECISIONS = metrics.counter("ata_risk_orders_total", "Order decisions: approved, or the denial reason code", ("decision",))
 EQUITY = metrics.gauge("ata_risk_equity", "Portfolio equity (account currency)")
 DRAWDOWN = metrics.gauge("ata_risk_drawdown_ratio", "Drawdown from the high-water mark (fraction)")
@@ -102,6 +105,7 @@ class RiskService(Service):
                                       save_every_messages=risk_settings.state_save_every_messages, log=self.log)
         self._market_ns: int | None = None  # latest market data time (clock=market)
         self._held: list[Message] = []  # wall-stamped inputs received before any market data (clock=market)
+        self._clips_counted: Counter[str] = Counter()  # the engine's clip counts already exported
         self._oldest_wait: tuple[uuid.UUID, float] | None = None  # oldest waiting target, monotonic time first seen
 
     @classmethod
@@ -112,6 +116,7 @@ class RiskService(Service):
         state = await self.state_cache.load()
         if state is not None:
             self.engine = RiskEngine.restore(self.risk_settings, state, source=self.source)
+            self._clips_counted = Counter(self.engine.clips)
         self._export()
 
     async def on_stop(self) -> None:
@@ -183,6 +188,10 @@ class RiskService(Service):
                 DECISIONS.labels("approved").inc()
             elif isinstance(message, OrderDenied):
                 DECISIONS.labels(message.reason.value).inc()
+        if self.engine.clips != self._clips_counted:
+            for limit, count in (self.engine.clips - self._clips_counted).items():
+                CLIPPED.labels(limit).inc(count)
+            self._clips_counted = Counter(self.engine.clips)
         self._export()
 
     def _export(self) -> None:

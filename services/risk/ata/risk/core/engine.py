@@ -62,6 +62,7 @@ from ata.events.values import MARKET_KEY
 from ata.quant.accounting import Portfolio
 from ata.risk.config import RiskSettings
 from ata.risk.core import checks, clusters
+from ata.risk.core.clipping import clip_to_limits
 from ata.risk.core.drawdown import DailyLoss, DrawdownPolicy, DrawdownTier
 from ata.risk.core.limits import LimitBook, Limits, LimitsError
 from ata.risk.core.market import MarketParams, SymbolMarket
@@ -169,6 +170,7 @@ class RiskEngine:
         self.next_snapshot_ns = 0
         self.last_ts_ns = 0
         self.decisions: Counter[str] = Counter()  # "approved" or a DenialReason value -> count
+        self.clips: Counter[str] = Counter()  # orders sized down to a limit, by the tightest limit's reason code
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, message: Message) -> list[Message]:
@@ -548,15 +550,24 @@ class RiskEngine:
         self._check_and_emit(cause, symbol, quantity, reference_price, reason=reason, out=out)
         return out
 
+    def _decision_ts(self, cause: Message) -> int:
+        """When an order ``cause`` asks for is judged (staleness, rate): on the market clock the cause's
+        own event time, so a backlog decided after later bars arrived is judged as of its bar rather
+        than crowded into the latest time seen; on the wall clock the engine's now."""
+        return cause.ts_event if self.settings.clock == "market" else max(cause.ts_event, self.last_ts_ns)
+
     def _check_and_emit(self, cause: Message, symbol: str, qty: float, reference_price: float, *, reason: str,
                         out: list[Message]) -> None:
-        order = self.order_check(symbol, qty, reference_price, max(cause.ts_event, self.last_ts_ns))
+        self._judge(cause, self.order_check(symbol, qty, reference_price, self._decision_ts(cause)), reason, out)
+
+    def _judge(self, cause: Message, order: checks.OrderCheck, reason: str, out: list[Message]) -> None:
+        """Send ``order`` if every check passes, else deny it with the first failing check's reason."""
         denial = checks.run_checks(order)
         if denial is not None:
-            self._deny(cause, symbol, denial.reason, denial.detail, out)
+            self._deny(cause, order.symbol, denial.reason, denial.detail, out)
             return
         self.bucket.take(order.ts_ns)
-        self._emit_order(cause, symbol, qty, reason, out)
+        self._emit_order(cause, order.symbol, order.quantity, reason, out)
 
     # ------------------------------------------------------------------ targets and oversight
     def _needs_review(self, target: TargetProposed) -> bool:
@@ -568,10 +579,13 @@ class RiskEngine:
         (their fills of that time may be due) and symbols (its own, held ones) without a bar of it."""
         ts = target.ts_event
         missing = [coid for coid, order in self.open_orders.items() if order[2] < ts]
-        for symbol in {target.symbol, *(p.symbol for p in self.portfolio.open_positions())}:
-            market = self.markets.get(symbol)
-            if market is not None and market.last_bar_ts_ns < ts:
-                missing.append(f"bar {symbol}")
+        own = self.markets.get(target.symbol)
+        if own is None or own.last_bar_ts_ns < ts:
+            missing.append(f"bar {target.symbol}")
+        for position in self.portfolio.open_positions():
+            market = self.markets.get(position.symbol)  # a held symbol without market data has no bar to wait for
+            if position.symbol != target.symbol and market is not None and market.last_bar_ts_ns < ts:
+                missing.append(f"bar {position.symbol}")
         return missing
 
     def _release_waiting(self, due: Callable[[TargetProposed], bool], out: list[Message]) -> None:
@@ -711,7 +725,15 @@ class RiskEngine:
             return
         reason = (f"target {target.target_weight:+.4f} -> sized {sizing.weight:+.4f} ({sizing.binding})"
                   f"; stop distance {sizing.stop_distance:.4f}")
-        self._check_and_emit(target, symbol, delta, target.reference_price, reason=reason, out=out)
+        ts = self._decision_ts(target)
+        order = self.order_check(symbol, delta, target.reference_price, ts)
+        fitted, binding = clip_to_limits(order)
+        fitted = _to_lot(fitted, lot)
+        if binding and fitted != 0:  # nothing fits: the order goes on whole and is denied with the limit's reason
+            order = self.order_check(symbol, fitted, target.reference_price, ts)
+            reason += f"; clipped by {', '.join(r.value for r in binding)}"
+            self.clips[binding[-1].value] += 1
+        self._judge(target, order, reason, out)
 
     # ------------------------------------------------------------------ snapshots
     def portfolio_snapshot(self, cause: Message, index: int) -> PortfolioSnapshotTaken:
@@ -770,6 +792,7 @@ class RiskEngine:
             "next_snapshot_ns": self.next_snapshot_ns,
             "last_ts_ns": self.last_ts_ns,
             "decisions": dict(sorted(self.decisions.items())),
+            "clips": dict(sorted(self.clips.items())),
         }
 
     @classmethod
@@ -811,6 +834,7 @@ class RiskEngine:
         engine.next_snapshot_ns = int(state["next_snapshot_ns"])
         engine.last_ts_ns = int(state["last_ts_ns"])
         engine.decisions = Counter(state["decisions"])
+        engine.clips = Counter(state.get("clips", {}))
         return engine
 
 
