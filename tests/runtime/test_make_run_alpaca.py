@@ -89,7 +89,7 @@ def test_ata_up_with_a_key_but_no_secret_stops_before_starting_anything(tmp_path
 
 
 def test_ata_up_stops_when_a_service_refuses_its_alpaca_settings_naming_the_variable(ata_up: Callable[..., Any]) -> None:
-    run = ata_up(["--services", "execution"], {KEY_VAR: "PKEXAMPLE123", SECRET_VAR: "sk-example-456",
+    run = ata_up(["--services", "execution", "--no-provision"], {KEY_VAR: "PKEXAMPLE123", SECRET_VAR: "sk-example-456",
                                                "ATA_EXECUTION_ALPACA_SECRET_KEY": ""})  # set, so it wins: empty
     assert run.proc.wait(run.START_TIMEOUT_S) == 2, run.output_tail()
     output = run.log.read_text(errors="replace")
