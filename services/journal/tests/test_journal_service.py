@@ -228,7 +228,9 @@ async def test_journal_fails_closed_when_it_cannot_persist(kafka_bootstrap: str,
         engine = RiskEngine(paper_risk_settings())
         engine.handle(bar("AAA", T0, 100.0))
         engine.handle(down)
-        denied = [m for m in engine.handle(target("AAA", T0 + 1, 0.2, 100.0)) if isinstance(m, OrderDenied)]
+        # Risk sizes a target once an input after its time arrives (the next bar here).
+        decided = [*engine.handle(target("AAA", T0 + 1, 0.2, 100.0)), *engine.handle(bar("AAA", T0 + MINUTE_NS, 100.0))]
+        denied = [m for m in decided if isinstance(m, OrderDenied)]
         assert [d.reason for d in denied] == [DenialReason.JOURNAL_UNAVAILABLE]
         if backend == "sqlite":
             # The disk comes back: writes succeed, availability is announced, offsets are committed.
