@@ -112,9 +112,9 @@ async def rig(kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str],
         risk = RiskService(runtime("risk"), risk_settings, topic_names=names, group_id=f"risk-{tag}", heartbeat_topic=heartbeat)
         oversight = OversightService(runtime("oversight"), oversight_settings, registry=registry, topic_names=names,
                                      group_id=f"oversight-{tag}", heartbeat_topic=heartbeat)
-        await risk.start()
-        await oversight.start()
         try:
+            # Started together: each start waits about half the session timeout for its group join (~3 s each).
+            await asyncio.gather(risk.start(), oversight.start())
             async with KafkaBus(runtime("feeder"), service="feeder", registry=registry) as bus:
                 yield Rig(kafka_bootstrap, names, bus, risk, server)
         finally:

@@ -52,9 +52,9 @@ async def test_real_strategy_switches_are_reviewed_by_oversight(kafka_bootstrap:
                                heartbeat_topic=names["system.heartbeats.v1"])
     oversight = OversightService(runtime("oversight"), oversight_settings, registry=registry, topic_names=names,
                                  group_id=f"oversight-{tag}", heartbeat_topic=names["system.heartbeats.v1"])
-    await oversight.start()
-    await strategy.start()
     try:
+        # Started together: each start waits about half the session timeout for its group join (~3 s each).
+        await asyncio.gather(oversight.start(), strategy.start())
         async with KafkaBus(runtime("feeder"), service="feeder", registry=registry) as bus:
             await bus.publish(bars)
         reviews = await collect(kafka_bootstrap, names["oversight.reviews.v1"],

@@ -128,8 +128,7 @@ async def test_regime_service_on_the_broker_publishes_states_and_resumes_from_it
         await until(lambda: len(pool._processes or {}) == settings.refit_workers, "refit workers spawned at start")
         async with KafkaBus(runtime, service="feeder") as bus:
             head, tail = bars[: 2 * 100], bars[2 * 100 :]
-            for bar in head:
-                await bus.publish_to(bars_topic, bar, key=bar.symbol)
+            await bus.publish_routed([(bars_topic, bar, bar.symbol) for bar in head])  # in order, acknowledged together
             await until(
                 lambda: service.detector.snapshot()["tracks"].get("AAA", {}).get("n_returns") == 99, "first bars consumed"
             )
@@ -139,8 +138,7 @@ async def test_regime_service_on_the_broker_publishes_states_and_resumes_from_it
                 return (fitted or bool(service._in_flight)) and all(f.done() for f in service._in_flight.values())
 
             await until(first_fits_done, "first fits")
-            for bar in tail:
-                await bus.publish_to(bars_topic, bar, key=bar.symbol)
+            await bus.publish_routed([(bars_topic, bar, bar.symbol) for bar in tail])
         await until(lambda: service.detector.snapshot()["tracks"].get("AAA", {}).get("n_returns") == 159, "bars consumed")
         outputs = await read_all(kafka_bootstrap, states_topic)
     finally:
