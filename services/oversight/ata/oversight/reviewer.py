@@ -84,12 +84,16 @@ class Reviewer:
     async def review(self, request: ReviewRequest) -> ReviewOutcome:
         started = time.monotonic()
         prompt = build_prompt(request, self.limits)
-        if request.below_threshold or not self.provider.remote:
+        if self.answers_at_once(request):
             outcome = await self._rules(prompt, started, provider="policy" if request.below_threshold else "rules")
         else:
             outcome = await self._remote(prompt, started)
         metrics.REVIEW_SECONDS.labels(self.settings.mode).observe(outcome.latency_ms / 1000)
         return outcome
+
+    def answers_at_once(self, request: ReviewRequest) -> bool:
+        """Whether :meth:`review` answers ``request`` by the rules, without a provider call (step 1)."""
+        return request.below_threshold or not self.provider.remote
 
     async def _rules(self, prompt: Prompt, started: float, *, provider: str, failure: str = "", detail: str = "",
                      attempts: _Attempts | None = None) -> ReviewOutcome:

@@ -8,10 +8,14 @@ one :class:`~ata.events.OversightReviewed` per review on ``oversight.reviews.v1`
 the rules). The engine's context is cached in Redis on stop and restored on start (a cache:
 without it the service starts with empty context).
 
-Reviews of one message run one after another, inside its handling: a verdict is published and
-acknowledged before the message is committed, so a crash never loses a review. A slow
-provider therefore delays the subjects behind it; in gating mode keep ``deadline_ms`` well
-below risk's oversight timeout.
+Each fetched batch is handled in one call (the runtime's batch handling): its messages in fetch
+order, their reviews one after another. Verdicts are published and acknowledged before the batch
+is committed, so a crash never loses a review (a redelivered subject is reviewed again under the
+same deterministic review id). Rule-based reviews cost microseconds, so their verdicts share one
+span, one produce call and one acknowledgement wait per batch. Before a review that calls the
+provider, the verdicts reached so far are published and acknowledged: a slow provider delays no
+verdict that is already decided, only the subjects behind it (as with one message at a time); in
+gating mode keep ``deadline_ms`` well below risk's oversight timeout.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ata.events import Message, TopicRegistry
+from ata.events import Message, OversightReviewed, TopicRegistry
 from ata.oversight import metrics
 from ata.oversight.config import OversightSettings
-from ata.oversight.core import OversightEngine
+from ata.oversight.core import OversightEngine, ReviewOutcome, ReviewRequest
 from ata.oversight.providers import Provider
 from ata.oversight.reviewer import Reviewer, breaker_policy, build_reviewer
 from ata.runtime import metrics as runtime_metrics
@@ -94,16 +98,51 @@ class OversightService(Service):
         if self._redis is not None:
             await self._redis.aclose()  # type: ignore[attr-defined]  # redis>=5; the stubs predate it
 
-    async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
+    async def handle_batch(self, batch: Sequence[tuple[Message, Delivery]]) -> Sequence[Sequence[Message] | Exception]:
+        """Review the subjects of a fetched batch in fetch order (see the module contract).
+
+        A message whose review fails is that message's result (dead-lettered by the runtime); the others
+        go on. Messages whose verdicts were published early (before a provider call) answer with no outputs,
+        or with the exception that refused their publication.
+        """
         reviewer = self.reviewer
-        assert reviewer is not None, "handle() before on_start()"
-        outputs: list[Message] = []
-        for request in self.engine.observe(message):
-            outcome = await reviewer.review(request)
-            review = self.engine.reviewed(request, outcome, ts_init=self.now_ns())
-            metrics.REVIEWS.labels(review.subject_type, review.verdict.value).inc()
-            outputs.append(review)
-        return outputs
+        assert reviewer is not None, "handle_batch() before on_start()"
+        results: list[Sequence[Message] | Exception] = []
+        unsent: dict[int, list[Message]] = {}  # outputs not published yet, by their message's index
+        for message, _ in batch:
+            outputs: list[Message] = []
+            try:
+                for request in self.engine.observe(message):
+                    if not reviewer.answers_at_once(request):
+                        await self._publish_decided(results, unsent)
+                    outputs.append(self._reviewed(request, await reviewer.review(request)))
+            except Exception as exc:  # one failed review must not stop the others
+                results.append(exc)
+                continue
+            if outputs:
+                unsent[len(results)] = outputs
+            results.append(outputs)
+        return results
+
+    async def _publish_decided(self, results: list[Sequence[Message] | Exception], unsent: dict[int, list[Message]]) -> None:
+        """Publish ``unsent`` now and wait for the acknowledgements; on success their messages' results become
+        empty (nothing left for the runtime to publish), on failure the exception."""
+        if not unsent:
+            return
+        try:
+            await self.publish([output for outputs in unsent.values() for output in outputs])
+        except Exception as exc:  # the runtime dead-letters these messages, as when its own publication fails
+            for index in unsent:
+                results[index] = exc
+        else:
+            for index in unsent:
+                results[index] = ()
+        unsent.clear()
+
+    def _reviewed(self, request: ReviewRequest, outcome: ReviewOutcome) -> OversightReviewed:
+        review: OversightReviewed = self.engine.reviewed(request, outcome, ts_init=self.now_ns())
+        metrics.REVIEWS.labels(review.subject_type, review.verdict.value).inc()
+        return review
 
 
 def main() -> None:
