@@ -5,7 +5,9 @@ environment does not set the variable already (so any one setting can still be o
 ``forced`` always apply.
 
 - **replay** (no Alpaca keys, the default): market data replays synthetic multi-symbol bars (or
-  the shipped S&P 500 series) at a speed factor, execution trades through the in-process
+  the shipped S&P 500 series) at a speed factor, with the market-closed hours between sessions
+  skipped down to at most a second of wall time each (``ATA_MARKETDATA_CLOSED_GAPS=skip``: the
+  bars keep their times, only the waiting goes), execution trades through the in-process
   simulated broker, both on market time.
 - **alpaca** (``APCA_API_KEY_ID`` and ``APCA_API_SECRET_KEY`` set, the names Alpaca's own tools
   use): market data streams live minute bars of ``ATA_MARKETDATA_SYMBOLS`` from Alpaca, execution
@@ -53,8 +55,8 @@ def paper_defaults(data: str = "synthetic", speed: float | None = None, symbols:
     pace = DEFAULT_SPEED[data] if speed is None else speed
     source = ({"ATA_MARKETDATA_SOURCE": "synthetic", "ATA_MARKETDATA_SYNTHETIC_SYMBOLS": str(symbols)} if data == "synthetic"
               else {"ATA_MARKETDATA_SOURCE": "dataset", "ATA_MARKETDATA_DATASET": data})
-    return {**source, "ATA_MARKETDATA_SPEED_FACTOR": repr(pace), "ATA_EXECUTION_BROKERS": "sim",
-            "ATA_EXECUTION_CLOCK": "market"}
+    return {**source, "ATA_MARKETDATA_SPEED_FACTOR": repr(pace), "ATA_MARKETDATA_CLOSED_GAPS": "skip",
+            "ATA_EXECUTION_BROKERS": "sim", "ATA_EXECUTION_CLOCK": "market"}
 
 
 def alpaca_keys(environ: Mapping[str, str]) -> tuple[str, str] | None:

@@ -10,7 +10,9 @@ Examples::
         ATA_MARKETDATA_SYMBOLS='["AAPL","MSFT"]'
 
 List values are JSON. ``speed_factor`` 0 replays as fast as possible; 1 in real time; 60 a
-minute per second.
+minute per second. ``ATA_MARKETDATA_CLOSED_GAPS=skip`` shortens the market-closed stretches of a
+paced replay: each night, weekend or holiday passes in at most ``closed_gap_max_wait_s`` (1 s)
+of wall time, and the bars keep their times.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ class MarketDataSettings(ServiceSettings):
     speed_factor: float = Field(
         default=0.0, ge=0.0, description="Replay pace: 0 as fast as possible, 1 real time, 60 a minute per second."
     )
+    closed_gaps: Literal["wait", "skip"] = Field(
+        default="wait", description="Paced replay (speed_factor > 0), market-closed stretches between two records (nights, "
+        "weekends, holidays of the calendar): wait: waited out at speed_factor like open hours; skip: all of it "
+        "beyond closed_gap_max_wait_s of wall time is skipped. Bar times stay as they are either way.")
+    closed_gap_max_wait_s: float = Field(
+        default=1.0, ge=0.0, allow_inf_nan=False, description="closed_gaps=skip: the most wall time one closed stretch takes.")
     lockstep_groups: tuple[str, ...] = Field(
         default=(), description="Historical replay in lock step: before each new bar time, wait until these consumer "
         "groups have handled everything on their topics (ata.runtime.quiescence); replaces speed_factor. Empty: off.")
@@ -118,6 +126,9 @@ class MarketDataSettings(ServiceSettings):
             raise ValueError("ATA_MARKETDATA_REPLAY_PATHS (field replay_paths): required when source=replay")
         if self.source == "alpaca" and (self.alpaca_api_key is None or self.alpaca_secret_key is None):
             raise ValueError("ATA_MARKETDATA_ALPACA_API_KEY and ATA_MARKETDATA_ALPACA_SECRET_KEY are required when source=alpaca")
+        if self.source == "alpaca" and self.closed_gaps == "skip":
+            raise ValueError("ATA_MARKETDATA_CLOSED_GAPS (field closed_gaps): live bars arrive as the market makes them, "
+                             "a closed market cannot be skipped; set it to wait (the default) when source=alpaca")
         if self.source == "alpaca" and not self.symbols:
             raise ValueError("ATA_MARKETDATA_SYMBOLS (field symbols): required when source=alpaca")
         try:

@@ -7,7 +7,8 @@
 ``topic_names`` renames topics, e.g. for test isolation).
 
 Historical sources (files, datasets, synthetic) are paced by ``speed_factor`` (0: as fast as
-possible) or, with ``lockstep_groups``, by the pipeline itself (a bar time is published once the
+possible; with ``closed_gaps=skip``, market-closed stretches shortened to ``closed_gap_max_wait_s``,
+see :mod:`ata.marketdata.pacing`) or, with ``lockstep_groups``, by the pipeline itself (a bar time is published once the
 listed consumer groups have handled everything before it; see :mod:`ata.runtime.quiescence`)
 and, with ``bulk_publish``, published by the confluent bulk producer, flushed (every
 record acknowledged) after each chunk (the batch path of as-fast-as-possible replay: once, at the
@@ -24,7 +25,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Self
 
@@ -48,6 +49,7 @@ from ata.marketdata.core import (
     SourceItem,
 )
 from ata.marketdata.core.records import NS_PER_DAY, NS_PER_S
+from ata.marketdata.pacing import Pacer, closed_gap_skip
 from ata.marketdata.sources import (
     DatasetReplay,
     FileReplay,
@@ -100,33 +102,6 @@ class PublishError(RuntimeError):
 def event_time(item: SourceItem) -> int | None:
     """When a record becomes known: a bar at its close, anything else at its own time (a bad row may have none)."""
     return item.ts_close if isinstance(item, RawBar) else item.ts
-
-
-class Pacer:
-    """Maps event time to wall time at ``speed_factor`` (event ns per wall ns), anchored at the first record."""
-
-    def __init__(self, speed_factor: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if speed_factor <= 0:
-            raise ValueError("speed_factor must be > 0 to pace")
-        self.speed = speed_factor
-        self._clock = clock
-        self._anchor: tuple[int, float] | None = None
-
-    def wait_s(self, event_ns: int) -> float:
-        """Seconds to wait before the record at ``event_ns`` is due (0 when already due)."""
-        now = self._clock()
-        if self._anchor is None:
-            self._anchor = (event_ns, now)
-            return 0.0
-        first_event, first_wall = self._anchor
-        return max(0.0, first_wall + (event_ns - first_event) / NS_PER_S / self.speed - now)
-
-    def now_event_ns(self) -> int | None:
-        """The replay clock: the event time that is due now."""
-        if self._anchor is None:
-            return None
-        first_event, first_wall = self._anchor
-        return first_event + int((self._clock() - first_wall) * self.speed * NS_PER_S)
 
 
 class BulkPublisher:
@@ -246,9 +221,14 @@ class MarketDataService(Service):
     subscriptions = ()
 
     def __init__(self, settings: RuntimeSettings, md: MarketDataSettings, *, source: Source | None = None,
-                 topic_names: Mapping[str, str] | None = None, heartbeat_topic: str = HEARTBEAT_TOPIC) -> None:
-        """``topic_names`` maps registry topic names to the names actually used (default: unchanged)."""
+                 topic_names: Mapping[str, str] | None = None, heartbeat_topic: str = HEARTBEAT_TOPIC,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """``topic_names`` maps registry topic names to the names actually used (default: unchanged);
+        ``clock`` (seconds) and ``sleep`` are the wall time that paced replay follows."""
         super().__init__(settings, heartbeat_topic=heartbeat_topic)
+        self._clock = clock
+        self._sleep = sleep
         self.topic_names = dict(topic_names or {})
         self._routes: dict[type[Message], tuple[str, Topic]] = {}
         self.md = md
@@ -323,7 +303,7 @@ class MarketDataService(Service):
             items = heapq.merge(items, iter(self.reference_source), key=lambda item: event_time(item) or 0)
         lockstep = self.md.lockstep_groups
         gate = PipelineGate.for_services(self.settings.kafka_bootstrap, lockstep) if lockstep else None
-        pacer = Pacer(self.md.speed_factor) if self.md.speed_factor > 0 and gate is None else None
+        pacer = self._pacer() if self.md.speed_factor > 0 and gate is None else None
         latest: int | None = None
         while chunk := list(itertools.islice(items, CHUNK_RECORDS)):
             ts_init = self.now_ns()
@@ -348,6 +328,14 @@ class MarketDataService(Service):
         self.source_finished.set()
         SOURCE_FINISHED.set(1)
         self.log.info("source finished", extra={"bars": self.bars_published, "anomalies": dict(self.anomalies)})
+
+    def _pacer(self) -> Pacer:
+        """The pace of the replay: ``speed_factor``, with market-closed stretches shortened to
+        ``closed_gap_max_wait_s`` when ``closed_gaps`` is skip (without a calendar the market never closes)."""
+        md = self.md
+        skip = (closed_gap_skip(self.calendar, md.closed_gap_max_wait_s, md.speed_factor)
+                if md.closed_gaps == "skip" and self.calendar is not None else None)
+        return Pacer(md.speed_factor, self._clock, skip)
 
     def _batches(self, source: HistoricalSource) -> Iterator[BarBatch] | None:
         """Columnar batches when the batch path applies: as fast as possible, bulk publishing, no reference source,
@@ -405,7 +393,7 @@ class MarketDataService(Service):
         """Sleep until the record at event time ``when`` is due, checking for stale feeds on the replay clock meanwhile."""
         interval_s = self.md.stale_check_interval_ms / 1000
         while (wait := pacer.wait_s(when)) > 0:
-            await asyncio.sleep(min(wait, interval_s))
+            await self._sleep(min(wait, interval_s))
             now = pacer.now_event_ns()
             if now is not None:
                 await self._emit(self.core.tick(min(now, when), self.now_ns()))

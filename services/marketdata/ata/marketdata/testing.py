@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -157,10 +158,14 @@ async def consume(bootstrap: str, topic: str, expected: int) -> list[Message]:
         await consumer.stop()
 
 
-async def run_to_end(runtime: RuntimeSettings, settings: MarketDataSettings, topic_names: dict[str, str]) -> MarketDataService:
-    """Start the service on ``topic_names`` (registry name -> name used, heartbeats included), wait until its
-    historical source is exhausted and everything is acknowledged, stop it, and return it (for its counters)."""
-    service = MarketDataService(runtime, settings, topic_names=topic_names, heartbeat_topic=topic_names[HEARTBEAT_TOPIC])
+async def run_to_end(runtime: RuntimeSettings, settings: MarketDataSettings, topic_names: dict[str, str], *,
+                     clock: Callable[[], float] = time.monotonic,
+                     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> MarketDataService:
+    """Start the service on ``topic_names`` (registry name -> name used, heartbeats included) with the wall time
+    ``clock`` and ``sleep`` of its pacing, wait until its historical source is exhausted and everything is
+    acknowledged, stop it, and return it (for its counters)."""
+    service = MarketDataService(runtime, settings, topic_names=topic_names, heartbeat_topic=topic_names[HEARTBEAT_TOPIC],
+                                clock=clock, sleep=sleep)
     await service.start()
     try:
         async with asyncio.timeout(WAIT_S * 10):

@@ -143,6 +143,18 @@ class SessionCalendar:
     def is_open(self, ts_ns: int) -> bool:
         return self.session_at(ts_ns) is not None
 
+    def closed_ns(self, start_ns: int, end_ns: int) -> int:
+        """Nanoseconds of ``[start_ns, end_ns)`` the market is closed, counted only where the calendar covers
+        (from its first open to its last close): outside it nothing is known to be closed."""
+        start, end = max(start_ns, self.first_open_ns), min(end_ns, self.last_close_ns)
+        if end <= start:
+            return 0
+        first = bisect.bisect_right(self._closes_list, start)  # the first session still open after start
+        last = bisect.bisect_left(self._opens_list, end)  # sessions from here on open at or after end
+        opens = np.maximum(self._opens[first:last], start)
+        closes = np.minimum(self._closes[first:last], end)
+        return (end - start) - int(np.maximum(closes - opens, 0).sum())
+
     def bar_opens(self, start_ns: int, count: int, timeframe: str) -> I64:
         """Open times of the first ``count`` intraday slots at or after ``start_ns``."""
         bar_ns = timeframe_ns(timeframe)
