@@ -84,10 +84,14 @@ class Harness:
         return [e for e in self.published if isinstance(e, FillReported) and e.client_order_id == coid]
 
 
+#: The harness client's HTTP timeout: far above an ordinary answer's time on a loaded machine, far below a stall's.
+HARNESS_TIMEOUT_S = 2.0
+
+
 @pytest.fixture
 async def harness(fake: FakeAlpaca, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     silence_s = getattr(request, "param", 5.0)
-    broker = make_broker(fake, timeout_s=0.5, silence_timeout_s=silence_s)
+    broker = make_broker(fake, timeout_s=HARNESS_TIMEOUT_S, silence_timeout_s=silence_s)
     engine = ExecutionEngine([BrokerRoute(broker)], MemoryOrderStore(), time.time_ns,
                              EngineConfig(source="execution/test", lookup_delay_s=0.01))
     h = Harness(broker, engine)
@@ -202,7 +206,7 @@ async def test_alpaca_unreachable_is_unavailable() -> None:
 
 
 async def test_alpaca_http_timeout_is_ambiguous_and_the_lookup_finds_the_order(fake: FakeAlpaca, harness: Harness) -> None:
-    fake.submit_delay_s = 3.0  # the order is created, the answer comes after the client's 0.5 s timeout
+    fake.submit_delay_s = 4 * HARNESS_TIMEOUT_S  # the order is created, the answer comes well after the client's timeout
     with pytest.raises(AmbiguousOutcomeError):
         await harness.broker.submit(OrderRequest("ata-slow", "AAPL", Side.BUY, 1))
     assert fake.submissions == ["ata-slow"]

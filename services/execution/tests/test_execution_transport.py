@@ -69,7 +69,8 @@ async def test_a_failed_write_fails_every_save_it_carried() -> None:
 # -- simulated broker over HTTP ------------------------------------------------------------------------
 @pytest.fixture
 async def server() -> AsyncIterator[SimBrokerServer]:
-    sim = SimBrokerServer(SimulatedExchange(), timeout_delay_s=1.0)
+    # A stalled answer comes after 5 s: well past the impatient client's 2 s timeout, however loaded the machine.
+    sim = SimBrokerServer(SimulatedExchange(), timeout_delay_s=5.0)
     await sim.start()
     yield sim
     await sim.stop()
@@ -77,7 +78,16 @@ async def server() -> AsyncIterator[SimBrokerServer]:
 
 @pytest.fixture
 async def client(server: SimBrokerServer) -> AsyncIterator[SimulatedHttpBroker]:
-    broker = SimulatedHttpBroker("sim", f"http://127.0.0.1:{server.port}", timeout_s=0.5)
+    """A client with a timeout no ordinary answer reaches, even on a loaded machine."""
+    broker = SimulatedHttpBroker("sim", f"http://127.0.0.1:{server.port}", timeout_s=30.0)
+    yield broker
+    await broker.close()
+
+
+@pytest.fixture
+async def impatient(server: SimBrokerServer) -> AsyncIterator[SimulatedHttpBroker]:
+    """A client that gives up on the server's stalled answers (2 s against their 5 s)."""
+    broker = SimulatedHttpBroker("sim", f"http://127.0.0.1:{server.port}", timeout_s=2.0)
     yield broker
     await broker.close()
 
@@ -95,13 +105,13 @@ async def test_concurrent_submissions_are_pipelined_and_each_gets_its_own_answer
 
 
 async def test_a_stalled_answer_is_ambiguous_for_every_order_it_carried_and_the_lookup_finds_them(
-        server: SimBrokerServer, client: SimulatedHttpBroker) -> None:
+        server: SimBrokerServer, client: SimulatedHttpBroker, impatient: SimulatedHttpBroker) -> None:
     server.exchange.inject(FaultKind.TIMEOUT)
-    results = await asyncio.gather(*(client.submit(request(f"ata-t{i}")) for i in range(3)), return_exceptions=True)
+    results = await asyncio.gather(*(impatient.submit(request(f"ata-t{i}")) for i in range(3)), return_exceptions=True)
     assert all(isinstance(r, AmbiguousOutcomeError) for r in results), results
     found = [await client.get_order(f"ata-t{i}") for i in range(3)]
     assert all(f is not None and f.status is OrderStatus.ACCEPTED for f in found)
-    engine = ExecutionEngine([BrokerRoute(client)], MemoryOrderStore(), lambda: T0, EngineConfig(lookup_delay_s=0.01))
+    engine = ExecutionEngine([BrokerRoute(impatient)], MemoryOrderStore(), lambda: T0, EngineConfig(lookup_delay_s=0.01))
     server.exchange.inject(FaultKind.TIMEOUT)
     tracked = order(99)
     engine.orders[tracked.client_order_id] = tracked
@@ -120,7 +130,7 @@ async def test_execution_reports_are_pushed_and_resume_after_a_dropped_stream(
 
     task = asyncio.create_task(follow())
     try:
-        await asyncio.sleep(0.3)  # the stream is open before anything happens
+        await until(lambda: server.open_streams == 1, "the update stream is open")  # it reports from now on
         await client.submit(request("ata-s1"))
         await until(lambda: any(u.client_order_id == "ata-s1" for u in seen), "the acceptance was pushed")
         await server.stop()  # drops the stream; the broker keeps its orders

@@ -67,6 +67,8 @@ class SimBrokerServer:
         self.port = port
         self.timeout_delay_s = timeout_delay_s
         self.duplicate_refusals = 0
+        #: Update streams that have fixed their starting point: a report made from now on reaches each of them.
+        self.open_streams = 0
         self._changed = asyncio.Condition()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -169,16 +171,20 @@ class SimBrokerServer:
         if after < 0:
             after = self.exchange.update_seq
             await response.write(orjson.dumps({"seq": after}) + b"\n")
-        while not self._closing:
-            batch = self.exchange.numbered_updates(after)
-            if batch:
-                # Everything that happened since the last write goes out in one write.
-                await response.write(b"".join(orjson.dumps({"seq": seq, "order": order.to_json()}) + b"\n"
-                                              for seq, order in batch))
-                after = batch[-1][0]
-                continue
-            if not await self._changed_within(KEEPALIVE_S):
-                await response.write(orjson.dumps({"seq": after}) + b"\n")
+        self.open_streams += 1
+        try:
+            while not self._closing:
+                batch = self.exchange.numbered_updates(after)
+                if batch:
+                    # Everything that happened since the last write goes out in one write.
+                    await response.write(b"".join(orjson.dumps({"seq": seq, "order": order.to_json()}) + b"\n"
+                                                  for seq, order in batch))
+                    after = batch[-1][0]
+                    continue
+                if not await self._changed_within(KEEPALIVE_S):
+                    await response.write(orjson.dumps({"seq": after}) + b"\n")
+        finally:
+            self.open_streams -= 1
         return response
 
     async def _market(self, request: web.Request) -> web.Response:
