@@ -93,15 +93,18 @@ def test_risk_a_partial_fill_or_an_end_settles_an_order_for_its_bar_time() -> No
     assert sent[0].client_order_id in engine.open_orders  # AAA's rest is still open, but reported at T2
 
 
-def test_risk_the_next_bar_time_releases_a_waiting_target_before_it_is_applied() -> None:
-    """An order that did not fill at T2 will not report for T2: T3's first input decides T2's target
-    with the state of T2, before that input changes it."""
+def test_risk_the_next_bar_of_its_symbol_releases_a_waiting_target_before_it_is_applied() -> None:
+    """An order that did not fill at T2 will not report for T2: the target's symbol's bar of T3
+    decides T2's target with the state of T2, before that bar changes it; another symbol's later
+    bar does not (free-running partitions run ahead of each other)."""
     engine, _ = engine_with_orders()
     waiting = target("AAA", T2, 0.5, 100.0)
     run(engine, [bar("AAA", T2, 100.0), bar("BBB", T2, 100.0), waiting])
     assert engine.waiting_targets == [waiting]
     same_state, _ = engine_with_orders(target_wait_ms=0)
     run(same_state, [bar("AAA", T2, 100.0), bar("BBB", T2, 100.0)])
+    assert orders(run(engine, [bar("BBB", T3, 100.0)])) == [] and engine.waiting_targets == [waiting]
+    same_state.handle(bar("BBB", T3, 100.0))
     expected = orders(same_state.handle(waiting))
     released = run(engine, [bar("AAA", T3, 150.0)])  # at 150 the order would be smaller
     assert orders(released) == expected and engine.waiting_targets == []

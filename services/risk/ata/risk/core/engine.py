@@ -13,9 +13,11 @@ portfolio as of the end of T, so its order does not depend on the order in which
 targets reach risk (live they come on different topics; the backtest delivers a bar time one
 symbol at a time). It waits in :attr:`RiskEngine.waiting_targets` while an order risk sent before
 T has not reported at T or later (a fill stamped at or after T) and has not ended, or while its
-own symbol or a held one has not had its bar of T. The first input stamped after T releases it,
-before that input is applied (what did not happen at T will not); a shell bounds the wait on its
-own clock with :meth:`RiskEngine.release_waiting`, so a lost fill cannot hold trading. Targets
+own symbol or a held one has not had its bar of T. Its own symbol's next bar releases it, before
+that bar is applied (with bars published a bar time at a time, as in a lock-step replay, what did
+not happen at T will not); a shell bounds the wait on its own clock with
+:meth:`RiskEngine.release_waiting`, so a lost fill cannot hold trading. Inputs of other symbols
+stamped after T do not release it: in a free-running replay partitions run ahead of each other. Targets
 released together are decided in a canonical order. ``target_wait_ms = 0`` switches this off.
 """
 
@@ -177,8 +179,9 @@ class RiskEngine:
         """Apply one input event; return the messages to publish, in order."""
         out: list[Message] = []
         ts = message.ts_event
-        if self.waiting_targets:
-            self._release_waiting(lambda target: target.ts_event < ts, out)
+        if self.waiting_targets and isinstance(message, BarClosed):
+            symbol = message.symbol
+            self._release_waiting(lambda target: target.symbol == symbol and target.ts_event < ts, out)
         self.last_ts_ns = max(self.last_ts_ns, ts)
         self._expire_reviews(ts, out)
         # The input types are unrelated classes, so the order of these tests only saves time.
