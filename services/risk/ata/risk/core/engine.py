@@ -78,6 +78,8 @@ NS_PER_MS = 1_000_000
 #: Bounded memory for verdicts that arrive before their target, and for seen fill ids.
 MAX_EARLY_REVIEWS = 10_000
 MAX_SEEN_FILLS = 50_000
+#: A horizon past any bar time: nothing open, nothing held.
+_NO_HORIZON = 2**63 - 1
 TERMINAL_ORDER_EVENTS = (OrderCanceled, OrderRejected, OrderExpired)
 
 
@@ -216,7 +218,8 @@ class RiskEngine:
         elif isinstance(message, SetRiskLimits):
             self._on_set_limits(message, out)
         if self.waiting_targets:
-            self._release_waiting(lambda target: not self._missing(target), out)
+            horizon = self._ready_horizon()
+            self._release_waiting(lambda target: target.ts_event <= horizon and self._has_own_bar(target), out)
         self._maybe_snapshot(message, out)
         return out
 
@@ -591,13 +594,34 @@ class RiskEngine:
                 missing.append(f"bar {position.symbol}")
         return missing
 
+    def _ready_horizon(self) -> int:
+        """The latest bar time up to which nothing but its own symbol's bar is missing: every open order has
+        reported at or after it and every held symbol with market data has had its bar of it. Equivalent to
+        :meth:`_missing` for a target that has its own bar, computed once for all waiting targets (a backlog
+        holds hundreds, and checking each against every open order and position on every input was
+        quadratic)."""
+        horizon = min((order[2] for order in self.open_orders.values()), default=_NO_HORIZON)
+        for position in self.portfolio.open_positions():
+            market = self.markets.get(position.symbol)
+            if market is not None:
+                horizon = min(horizon, market.last_bar_ts_ns)
+        return horizon
+
+    def _has_own_bar(self, target: TargetProposed) -> bool:
+        own = self.markets.get(target.symbol)
+        return own is not None and own.last_bar_ts_ns >= target.ts_event
+
     def _release_waiting(self, due: Callable[[TargetProposed], bool], out: list[Message]) -> None:
         """Take the ``due`` targets off :attr:`waiting_targets` and handle them in a canonical order (bar
         time, symbol, id), not in arrival order, which live delivery permutes."""
-        released = sorted((t for t in self.waiting_targets if due(t)), key=lambda t: (t.ts_event, t.symbol, t.event_id.bytes))
+        released: list[TargetProposed] = []
+        kept: list[TargetProposed] = []
+        for waiting in self.waiting_targets:
+            (released if due(waiting) else kept).append(waiting)
         if not released:
             return
-        self.waiting_targets = [t for t in self.waiting_targets if t not in released]
+        self.waiting_targets = kept
+        released.sort(key=lambda t: (t.ts_event, t.symbol, t.event_id.bytes))
         for target in released:
             self._on_ready_target(target, out)
 
