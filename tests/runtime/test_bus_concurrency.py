@@ -20,29 +20,19 @@ from ata.runtime.config import RuntimeSettings
 from ata.runtime.idempotency import AppliedIds
 from ata.runtime.kafka import provision_topics
 from ata.runtime.service import Service
-from ata.runtime.testing import read_messages
+from ata.runtime.testing import bar_number, numbered_bar, read_messages
 
-T0 = 1_700_000_000_000_000_000
-MINUTE_NS = 60_000_000_000
 SYMBOLS = ("AAPL", "MSFT", "SPY", "QQQ", "NVDA", "AMZN", "TSLA", "IBM")
 BAR_FIELDS = ("symbol", "timeframe", "ts_open", "open", "high", "low", "close", "volume")
 WAIT_S = 60.0
 
 
 def bar(symbol: str, n: int) -> BarClosed:
-    ts = T0 + (n + 1) * MINUTE_NS
-    return BarClosed.origin(
-        natural_key=("concurrency", symbol, n), ts_event=ts, ts_init=ts, source="test/0", symbol=symbol, timeframe="1m",
-        ts_open=ts - MINUTE_NS, open=100.0, high=101.0 + n, low=99.0, close=100.0 + n, volume=10.0,
-    )
+    return numbered_bar("concurrency", symbol, n)
 
 
 def derive(message: BarClosed) -> BarClosed:
     return BarClosed.caused_by(message, source="relay/0", **message.model_dump(include=set(BAR_FIELDS)))
-
-
-def index_of(message: BarClosed) -> int:
-    return (message.ts_event - T0) // MINUTE_NS - 1
 
 
 def registry_of(bootstrap: str, name: str, partitions: int) -> TopicRegistry:
@@ -114,7 +104,7 @@ async def test_keys_overlap_but_each_key_stays_in_order_and_nothing_is_lost(
         in_flight.enter(message.symbol)
         try:
             await asyncio.sleep(rng.uniform(0, 0.003))  # completion order differs from arrival order
-            seen[message.symbol].append(index_of(message))
+            seen[message.symbol].append(bar_number(message))
         finally:
             in_flight.leave(message.symbol)
 
@@ -230,7 +220,7 @@ async def test_crash_mid_batch_redelivers_only_uncommitted_work_without_duplicat
     assert len(ledger) == len({m.event_id for m in ledger}) == len(inputs)
     assert {m.event_id for m in ledger} == {derive(b).event_id for b in inputs}
     for symbol in SYMBOLS:
-        assert [index_of(m) for m in ledger if m.symbol == symbol] == list(range(15)), symbol
+        assert [bar_number(m) for m in ledger if m.symbol == symbol] == list(range(15)), symbol
     # Within each life, each key was handled in offset order.
     symbol_of = {b.event_id: b.symbol for b in inputs}
     for handled in lives:
@@ -291,4 +281,4 @@ async def test_a_concurrent_service_publishes_each_keys_outputs_in_order_exactly
     assert in_flight.most > 1 and in_flight.most_per_key == 1
     assert len(outputs) == len({m.event_id for m in outputs}) == len(inputs), "exactly one output per input"
     for symbol in SYMBOLS:
-        assert [index_of(m) for m in outputs if isinstance(m, BarClosed) and m.symbol == symbol] == list(range(20)), symbol
+        assert [bar_number(m) for m in outputs if isinstance(m, BarClosed) and m.symbol == symbol] == list(range(20)), symbol

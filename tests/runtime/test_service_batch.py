@@ -24,10 +24,8 @@ from ata.runtime.config import RuntimeSettings
 from ata.runtime.idempotency import AppliedIds
 from ata.runtime.kafka import provision_topics
 from ata.runtime.service import Service
-from ata.runtime.testing import read_topic
+from ata.runtime.testing import bar_number, numbered_bar, read_topic
 
-T0 = 1_700_000_000_000_000_000
-MINUTE_NS = 60_000_000_000
 BAR_FIELDS = ("symbol", "timeframe", "ts_open", "open", "high", "low", "close", "volume")
 SYMBOLS = ("AAPL", "MSFT", "SPY", "QQQ")
 PARTITIONS = 2
@@ -35,15 +33,7 @@ WAIT_S = 60.0
 
 
 def bar(symbol: str, n: int) -> BarClosed:
-    ts = T0 + (n + 1) * MINUTE_NS
-    return BarClosed.origin(
-        natural_key=("batch", symbol, n), ts_event=ts, ts_init=ts, source="test/0", symbol=symbol, timeframe="1m",
-        ts_open=ts - MINUTE_NS, open=100.0, high=101.0 + n, low=99.0, close=100.0 + n, volume=10.0,
-    )
-
-
-def index_of(message: Message) -> int:
-    return (message.ts_event - T0) // MINUTE_NS - 1
+    return numbered_bar("batch", symbol, n)
 
 
 def registry_of(bootstrap: str, *names: str) -> TopicRegistry:
@@ -108,7 +98,7 @@ class Batches:
         self.entered.set()
         if self.gate is not None and len(self.calls) == 1:
             await self.gate.wait()
-        return [ValueError(f"refused {index_of(m)}") if self.fail(m) else None for m, _ in batch]
+        return [ValueError(f"refused {bar_number(m)}") if self.fail(m) else None for m, _ in batch]
 
     @property
     def seen(self) -> list[Message]:
@@ -141,7 +131,7 @@ async def test_a_batch_is_committed_and_remembered_only_after_its_handler_return
     await applied.close()
     assert Counter(m.event_id for m in handler.seen) == Counter(b.event_id for b in bars), "each bar exactly once"
     for symbol in SYMBOLS:  # per key in offset order, also across batches
-        assert [index_of(m) for m in handler.seen if isinstance(m, BarClosed) and m.symbol == symbol] == list(range(10))
+        assert [bar_number(m) for m in handler.seen if isinstance(m, BarClosed) and m.symbol == symbol] == list(range(10))
 
 
 async def test_failures_are_dead_lettered_one_by_one_and_repeats_skipped(
@@ -149,7 +139,7 @@ async def test_failures_are_dead_lettered_one_by_one_and_repeats_skipped(
     topic, group = unique_name("bars"), unique_name("group")
     registry = registry_of(kafka_bootstrap, topic)
     bars = [bar(symbol, n) for n in range(6) for symbol in SYMBOLS]
-    failing = {b.event_id for b in bars if index_of(b) == 3}
+    failing = {b.event_id for b in bars if bar_number(b) == 3}
     handler = Batches(fail=lambda m: m.event_id in failing)
     applied = AppliedIds.from_url(group, redis_url)
     async with KafkaBus(settings(kafka_bootstrap), service="batch-fail", registry=registry) as bus:
@@ -207,7 +197,7 @@ async def test_a_service_handles_batches_under_one_span_and_publishes_their_outp
     exporter = telemetry.memory_exporter()
     name = f"svc-batch-{uuid.uuid4().hex[:8]}"
     bars = [bar(symbol, n) for n in range(8) for symbol in SYMBOLS]
-    refused = {b.event_id for b in bars if b.symbol == "SPY" and index_of(b) in (2, 5)}
+    refused = {b.event_id for b in bars if b.symbol == "SPY" and bar_number(b) in (2, 5)}
     group = unique_name("group")
     service = batch_relay(name, source, target, registry, lambda b: b.event_id in refused)(
         settings(kafka_bootstrap, redis_url), group_id=group, heartbeat_topic=heartbeats)
@@ -230,7 +220,7 @@ async def test_a_service_handles_batches_under_one_span_and_publishes_their_outp
     relayed_messages = [decode(r.value) for r in relayed]
     assert sorted(m.causation_id for m in relayed_messages) == sorted(b.event_id for b in bars if b.event_id not in refused)
     for symbol in SYMBOLS:  # outputs in message order per key
-        indices = [index_of(m) for m in relayed_messages if isinstance(m, BarClosed) and m.symbol == symbol]
+        indices = [bar_number(m) for m in relayed_messages if isinstance(m, BarClosed) and m.symbol == symbol]
         assert indices == [n for n in range(8) if not (symbol == "SPY" and n in (2, 5))]
     assert dead_ids(dead) == refused and len(dead) == len(refused)
     spans = [s for s in exporter.get_finished_spans() if s.attributes and s.attributes.get("ata.service") == name]
@@ -258,7 +248,7 @@ async def test_outputs_that_cannot_be_published_dead_letter_their_messages_only(
 
         async def handle_batch(self, batch: Sequence[tuple[Message, Delivery]]) -> list[Sequence[Message] | Exception]:
             results = await super().handle_batch(batch)
-            return [result if index_of(message) % 2 == 0 else [] for (message, _), result in zip(batch, results, strict=True)]
+            return [result if bar_number(message) % 2 == 0 else [] for (message, _), result in zip(batch, results, strict=True)]
 
     group = unique_name("group")
     service = Unroutable(settings(kafka_bootstrap, redis_url), group_id=group, heartbeat_topic=heartbeats)
@@ -271,5 +261,26 @@ async def test_outputs_that_cannot_be_published_dead_letter_their_messages_only(
         dead = await read_topic(kafka_bootstrap, dlq_topic(source))
     finally:
         await service.stop()
-    assert dead_ids(dead) == {b.event_id for b in bars if index_of(b) % 2 == 0} and len(dead) == len(bars) // 2
+    assert dead_ids(dead) == {b.event_id for b in bars if bar_number(b) % 2 == 0} and len(dead) == len(bars) // 2
     assert all(orjson.loads(r.value)["error"] == "LookupError: no route for this output" for r in dead)
+
+
+async def test_the_default_handle_batch_hands_each_message_to_handle_in_order(redis_url: str) -> None:
+    """A service that does not override handle_batch consumes per message; called anyway, the default answers
+    as the contract says: each message's outputs from ``handle``, or the exception it raised."""
+
+    class PerMessage(Service):
+        name = "per-message"
+
+        async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
+            if bar_number(message) == 1:
+                raise ValueError("refused 1")
+            return [message]
+
+    service = PerMessage(settings("127.0.0.1:1", redis_url))
+    assert not service.handles_batches
+    bars = [bar("AAPL", n) for n in range(3)]
+    batch = [(b, Delivery("t", 0, n, b.symbol, {}, b"")) for n, b in enumerate(bars)]
+    results = await service.handle_batch(batch)
+    assert results[0] == [bars[0]] and results[2] == [bars[2]]
+    assert isinstance(results[1], ValueError) and str(results[1]) == "refused 1"

@@ -12,18 +12,11 @@ from ata.runtime.bus import KafkaBus
 from ata.runtime.config import ConfigError, RuntimeSettings, load_settings
 from ata.runtime.kafka import provision_topics
 from ata.runtime.service import DEFAULT_HEARTBEAT_INTERVAL_S, Service
-from ata.runtime.testing import read_messages
-
-T0 = 1_700_000_000_000_000_000
-MINUTE_NS = 60_000_000_000
+from ata.runtime.testing import numbered_bar, read_messages
 
 
 def bar(symbol: str, n: int) -> BarClosed:
-    ts = T0 + (n + 1) * MINUTE_NS
-    return BarClosed.origin(
-        natural_key=("settings", symbol, n), ts_event=ts, ts_init=ts, source="test/0", symbol=symbol, timeframe="1m",
-        ts_open=ts - MINUTE_NS, open=100.0, high=101.0, low=99.0, close=100.0, volume=1.0,
-    )
+    return numbered_bar("settings", symbol, n)
 
 
 class Reporting(Service):

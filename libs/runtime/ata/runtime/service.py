@@ -198,8 +198,17 @@ class Service:
         ``batch`` is in fetch order (per partition, offset order). Return one result per message, in the
         same order: its outputs (published by the base, in this order), or the exception that failed it
         (that message is dead-lettered and the others go on). Messages of one key must be handled in order.
+
+        The default hands each message to :meth:`handle` in turn (the base consumes per message unless a
+        subclass overrides this, see :attr:`handles_batches`).
         """
-        raise NotImplementedError(f"{type(self).__name__} does not implement handle_batch()")
+        results: list[Sequence[Message] | Exception] = []
+        for message, delivery in batch:
+            try:
+                results.append(await self.handle(message, delivery))
+            except Exception as exc:  # one bad message must not stop the others
+                results.append(exc)
+        return results
 
     @property
     def handles_batches(self) -> bool:

@@ -17,12 +17,30 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from ata.events import Message
+from ata.events import BarClosed, Message
 from ata.runtime import infra
 from ata.runtime.codec import decode
 
 POSTGRES_DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 READ_TIMEOUT_S = 30.0
+#: The first numbered bar's time base (:func:`numbered_bar`).
+BARS_T0 = 1_700_000_000_000_000_000
+MINUTE_NS = 60_000_000_000
+
+
+def numbered_bar(tag: str, symbol: str, n: int) -> BarClosed:
+    """The ``n``-th 1-minute bar of ``symbol`` after :data:`BARS_T0`, with an id unique to ``tag`` (a test's
+    own events never collide with another test's); high and close rise with ``n``, so bars differ."""
+    ts = BARS_T0 + (n + 1) * MINUTE_NS
+    return BarClosed.origin(
+        natural_key=(tag, symbol, n), ts_event=ts, ts_init=ts, source="test/0", symbol=symbol, timeframe="1m",
+        ts_open=ts - MINUTE_NS, open=100.0, high=101.0 + n, low=99.0, close=100.0 + n, volume=10.0,
+    )
+
+
+def bar_number(message: Message) -> int:
+    """The ``n`` of a :func:`numbered_bar` (or of a message stamped with its time)."""
+    return (message.ts_event - BARS_T0) // MINUTE_NS - 1
 
 
 async def read_topic(bootstrap: str, topic: str, timeout_s: float = READ_TIMEOUT_S) -> list[ConsumerRecord]:

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Self
 from ata.events import REGISTRY, AllocationFallbackEngaged, BarClosed, Message, TargetProposed
 from ata.quant.portfolio.coordination import FallbackRecord, GuardedAllocator
 from ata.runtime import metrics
+from ata.runtime.batching import each_message
 from ata.runtime.bus import Delivery
 from ata.runtime.config import RuntimeSettings, load_settings
 from ata.runtime.service import Service, run_service
@@ -134,12 +135,7 @@ class StrategyService(Service):
         outputs in one call and commits the batch once they are acknowledged (a redelivered message yields
         the same outputs again: the engine drops nothing by its own state). A message the engine fails on
         is that message's result, dead-lettered by the runtime; the others go on."""
-        results: list[Sequence[Message] | Exception] = []
-        for message, _ in batch:
-            try:
-                results.append(self._handle(message))
-            except Exception as exc:  # one bad message must not stop the others
-                results.append(exc)
+        results = each_message(batch, self._handle)
         await self.state_cache.handled(self._snapshot, count=len(batch))
         return results
 
