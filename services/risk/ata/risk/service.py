@@ -35,6 +35,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
+from prometheus_client import Counter as PromCounter
+
 from ata.events import (
     REGISTRY,
     BarClosed,
@@ -42,16 +44,15 @@ from ata.events import (
     HaltTrading,
     JournalAvailabilityChanged,
     Message,
-    OrderDenied,
     QuoteUpdated,
     ResumeTrading,
     SetRiskLimits,
-    SubmitOrder,
     TradingState,
 )
 from ata.risk.config import RiskSettings
 from ata.risk.core import RiskEngine
 from ata.runtime import metrics
+from ata.runtime.batching import each_message
 from ata.runtime.bus import Delivery
 from ata.runtime.config import RuntimeSettings, load_settings
 from ata.runtime.service import Service, run_service
@@ -84,6 +85,21 @@ TARGET_WAIT_EXPIRED = metrics.counter(
 GROSS = metrics.gauge("ata_risk_gross_exposure", "Gross exposure (account currency)")
 
 
+class CountsExport:
+    """Mirrors a count the engine keeps per label (``Counter``) into a labelled Prometheus counter, by increments."""
+
+    def __init__(self, metric: PromCounter, exported: Counter[str] | None = None) -> None:
+        self.metric = metric
+        self.exported: Counter[str] = Counter(exported or {})
+
+    def export(self, counts: Counter[str]) -> None:
+        """Add to the metric what ``counts`` gained since the last export."""
+        if counts != self.exported:
+            for label, gained in (counts - self.exported).items():
+                self.metric.labels(label).inc(gained)
+            self.exported = Counter(counts)
+
+
 #: The registry with topics renamed per a mapping (isolated runs on one shared broker); tests of
 #: several services import it from here.
 renamed_registry = REGISTRY.renamed
@@ -105,7 +121,8 @@ class RiskService(Service):
                                       save_every_messages=risk_settings.state_save_every_messages, log=self.log)
         self._market_ns: int | None = None  # latest market data time (clock=market)
         self._held: list[Message] = []  # wall-stamped inputs received before any market data (clock=market)
-        self._clips_counted: Counter[str] = Counter()  # the engine's clip counts already exported
+        self._decisions = CountsExport(DECISIONS)
+        self._clips = CountsExport(CLIPPED)
         self._oldest_wait: tuple[uuid.UUID, float] | None = None  # oldest waiting target, monotonic time first seen
 
     @classmethod
@@ -116,7 +133,9 @@ class RiskService(Service):
         state = await self.state_cache.load()
         if state is not None:
             self.engine = RiskEngine.restore(self.risk_settings, state, source=self.source)
-            self._clips_counted = Counter(self.engine.clips)
+            # Counts restored with the state were exported by the run that made them.
+            self._decisions = CountsExport(DECISIONS, self.engine.decisions)
+            self._clips = CountsExport(CLIPPED, self.engine.clips)
         self._export()
 
     async def on_stop(self) -> None:
@@ -125,12 +144,21 @@ class RiskService(Service):
     def _snapshot(self) -> dict[str, Any]:
         return self.engine.snapshot()
 
-    async def handle(self, message: Message, delivery: Delivery) -> Sequence[Message]:
+    async def handle_batch(self, batch: Sequence[tuple[Message, Delivery]]) -> Sequence[Sequence[Message] | Exception]:
+        """Every message of a fetched batch through the engine, in fetch order; the runtime publishes all outputs
+        in one call and commits the batch once they are acknowledged. Metrics are exported and the state cache
+        counts once per batch (per message, the runtime's span, produce call and acknowledgement wait, and the
+        gauges, cost more than the engine). A message the engine fails on is that message's result,
+        dead-lettered by the runtime; the others go on."""
+        results = each_message(batch, self._apply)
+        self._count()
+        await self.state_cache.handled(self._snapshot, count=len(batch))
+        return results
+
+    def _apply(self, message: Message) -> list[Message]:
         outputs: list[Message] = []
         for due in self._on_market_time(message):
             outputs += self.engine.handle(due)
-        self._count(outputs)
-        await self.state_cache.handled(self._snapshot)
         return outputs
 
     def _on_market_time(self, message: Message) -> list[Message]:
@@ -161,7 +189,7 @@ class RiskService(Service):
             outputs = self.engine.advance(time.time_ns()) if wall else []
             outputs += self._target_wait_expired()
             if outputs:
-                self._count(outputs)
+                self._count()
                 await self.publish(outputs)
 
     def _target_wait_expired(self) -> list[Message]:
@@ -182,16 +210,10 @@ class RiskService(Service):
         self._oldest_wait = None
         return self.engine.release_waiting()
 
-    def _count(self, outputs: Sequence[Message]) -> None:
-        for message in outputs:
-            if isinstance(message, SubmitOrder):
-                DECISIONS.labels("approved").inc()
-            elif isinstance(message, OrderDenied):
-                DECISIONS.labels(message.reason.value).inc()
-        if self.engine.clips != self._clips_counted:
-            for limit, count in (self.engine.clips - self._clips_counted).items():
-                CLIPPED.labels(limit).inc(count)
-            self._clips_counted = Counter(self.engine.clips)
+    def _count(self) -> None:
+        """Export what the engine counted since the last call, and the portfolio gauges."""
+        self._decisions.export(self.engine.decisions)
+        self._clips.export(self.engine.clips)
         self._export()
 
     def _export(self) -> None:
