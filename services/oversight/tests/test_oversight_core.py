@@ -184,6 +184,14 @@ def test_context_regimes_and_recent_news_only() -> None:
     assert [h.headline for h in request.headlines] == ["about AAA 1", "market wide"]
     assert request.regime is not None and request.regime.label == "bear_quiet"
     assert request.market_regime is not None and request.market_regime.label == "sideways"
+    # A later state replaces the one a review already used; the snapshot holds the latest of each.
+    engine.observe(regime_state("AAA", T0 + 6 * MINUTE, RegimeLabel.CRISIS))
+    engine.observe(regime_state("AAA", T0 + 7 * MINUTE, RegimeLabel.BULL_VOLATILE))
+    [later] = engine.observe(target("AAA", T0 + 8 * MINUTE, 0.5))
+    assert later.regime is not None and later.regime.label == "bull_volatile"
+    engine.observe(regime_state("_market", T0 + 9 * MINUTE, RegimeLabel.BEAR_QUIET))
+    labels = {symbol: view["label"] for symbol, view in engine.snapshot()["regimes"].items()}
+    assert labels == {"AAA": "bull_volatile", "_market": "bear_quiet"}
 
 
 # ---------------------------------------------------------------------- prompts

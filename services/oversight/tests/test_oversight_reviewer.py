@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from ata.events import RegimeLabel, Verdict
 from ata.oversight.budget import BudgetExhaustedError, CallBudget
 from ata.oversight.config import OversightSettings
-from ata.oversight.core import OversightEngine, ReviewRequest, data_block
+from ata.oversight.core import OversightEngine, ReviewRequest, VerdictAnswer, data_block
 from ata.oversight.reviewer import Reviewer, breaker_policy, build_reviewer
 from ata.oversight.testing import (
     NS_PER_S,
@@ -226,6 +226,9 @@ async def test_rules_provider_needs_no_server(redis_url: str) -> None:
         outcome = await reviewer.review(one(engine, weight=2.5))
     assert server.requests == [] and outcome.provider == "rules" and not outcome.fallback_used
     assert outcome.answer is not None and outcome.answer.verdict == "reject"
+    # The audit trail of a rule-based review: the verdict's JSON as the response, no prompt (none was rendered).
+    assert VerdictAnswer.model_validate_json(outcome.response) == outcome.answer
+    assert (outcome.prompt, outcome.prompt_sha256, outcome.model) == ("", "", "rules-v1")
 
 
 # ---------------------------------------------------------------------- safety

@@ -78,38 +78,41 @@ class Reviewer:
         self.limits = PromptLimits(news_max_chars=settings.news_max_chars)
         self.backoff = Backoff(initial_s=settings.retry_initial_ms / 1000, cap_s=settings.retry_cap_ms / 1000,
                                max_attempts=settings.retry_attempts, jitter=True)
+        self._review_seconds = metrics.REVIEW_SECONDS.labels(settings.mode)
         self._rng = rng or random.Random()
         self._sleep = sleep
 
     async def review(self, request: ReviewRequest) -> ReviewOutcome:
         started = time.monotonic()
-        prompt = build_prompt(request, self.limits)
         if self.answers_at_once(request):
-            outcome = await self._rules(prompt, started, provider="policy" if request.below_threshold else "rules")
+            # The rules read the request, not the prompt text, and their verdict carries no prompt: none is rendered.
+            outcome = self._rules(request, started, provider="policy" if request.below_threshold else "rules")
         else:
-            outcome = await self._remote(prompt, started)
-        metrics.REVIEW_SECONDS.labels(self.settings.mode).observe(outcome.latency_ms / 1000)
+            outcome = await self._remote(build_prompt(request, self.limits), started)
+        self._review_seconds.observe(outcome.latency_ms / 1000)
         return outcome
 
     def answers_at_once(self, request: ReviewRequest) -> bool:
         """Whether :meth:`review` answers ``request`` by the rules, without a provider call (step 1)."""
         return request.below_threshold or not self.provider.remote
 
-    async def _rules(self, prompt: Prompt, started: float, *, provider: str, failure: str = "", detail: str = "",
-                     attempts: _Attempts | None = None) -> ReviewOutcome:
-        completion = await self.fallback.complete(prompt, timeout_s=0)
-        answer = parse_verdict(completion.text, prompt.request)
-        assert not isinstance(answer, Unusable), answer  # the rules always answer within bounds
-        used = attempts or _Attempts()
-        if failure:
-            answer = answer.model_copy(update={"rationale": f"{self.provider.name} gave no usable verdict ({failure}); "
-                                                            f"rule-based: {answer.rationale}"[:2000]})
+    def _rules(self, request: ReviewRequest, started: float, *, provider: str) -> ReviewOutcome:
+        """The rule-based verdict as the review's own answer (no provider call, so no prompt in the audit)."""
+        answer, text = self.fallback.verdict(request)
+        return ReviewOutcome(answer=answer, provider=provider, model=self.fallback.model, response=text,
+                             latency_ms=_elapsed_ms(started))
+
+    def _rules_after(self, prompt: Prompt, started: float, failure: str, detail: str, attempts: _Attempts) -> ReviewOutcome:
+        """The rule-based verdict standing in for a provider that gave none (``failure``); the audit keeps the
+        prompt and the provider's last raw answer."""
+        answer, _ = self.fallback.verdict(prompt.request)
+        answer = answer.model_copy(update={"rationale": f"{self.provider.name} gave no usable verdict ({failure}); "
+                                                        f"rule-based: {answer.rationale}"[:2000]})
         return ReviewOutcome(
-            answer=answer, provider=provider, model=completion.model,
-            prompt=prompt.transcript() if failure else "", prompt_sha256=prompt.sha256 if failure else "",
-            response=used.last_text if failure else completion.text, latency_ms=_elapsed_ms(started),
-            fallback_used=bool(failure), failure=failure, detail=detail,
-            prompt_tokens=used.prompt_tokens, completion_tokens=used.completion_tokens)
+            answer=answer, provider=self.fallback.name, model=self.fallback.model, prompt=prompt.transcript(),
+            prompt_sha256=prompt.sha256, response=attempts.last_text, latency_ms=_elapsed_ms(started),
+            fallback_used=True, failure=failure, detail=detail,
+            prompt_tokens=attempts.prompt_tokens, completion_tokens=attempts.completion_tokens)
 
     async def _remote(self, prompt: Prompt, started: float) -> ReviewOutcome:
         name, model = self.provider.name, self.provider.model
@@ -172,8 +175,7 @@ class Reviewer:
     async def _fail(self, prompt: Prompt, started: float, failure: str, detail: str, attempts: _Attempts) -> ReviewOutcome:
         metrics.FALLBACKS.labels(failure).inc()
         if self.settings.fallback == "rules":
-            return await self._rules(prompt, started, provider=self.fallback.name, failure=failure, detail=detail,
-                                     attempts=attempts)
+            return self._rules_after(prompt, started, failure, detail, attempts)
         return ReviewOutcome(answer=None, provider=self.provider.name, model=self.provider.model, prompt=prompt.transcript(),
                              prompt_sha256=prompt.sha256, response=attempts.last_text, latency_ms=_elapsed_ms(started),
                              fallback_used=True, failure=failure, detail=detail, prompt_tokens=attempts.prompt_tokens,

@@ -72,7 +72,10 @@ class OversightEngine:
         self.mode: Mode = settings.mode
         self.policy = ReviewPolicy(settings.review_min_notional, settings.review_min_abs_weight, settings.account_equity,
                                    settings.review_regime_changes, settings.review_strategy_switches)
-        self.regimes: dict[str, RegimeView] = {}
+        self._regimes: dict[str, RegimeView] = {}
+        # Regime states arrive for every symbol at every bar, reviews need a few: a state is kept as it
+        # came and turned into its view only when a review asks for it (then it replaces the view).
+        self._latest_states: dict[str, RegimeStateUpdated] = {}
         self.headlines: dict[str, deque[Headline]] = {}
         self.switches: dict[str, deque[int]] = {}
 
@@ -80,9 +83,7 @@ class OversightEngine:
     def observe(self, message: Message) -> list[ReviewRequest]:
         """Apply one input; return the reviews it calls for (none in ``off`` mode)."""
         if isinstance(message, RegimeStateUpdated):
-            self.regimes[message.symbol] = RegimeView(
-                label=message.label.value, confirmed_label=message.confirmed_label.value, confidence=message.confidence,
-                probabilities=tuple(sorted(message.probabilities.items())))
+            self._latest_states[message.symbol] = message
             return []
         if isinstance(message, NewsPublished):
             self._remember_news(message)
@@ -91,15 +92,34 @@ class OversightEngine:
         if kind is None:
             return []
         symbol = str(getattr(message, "symbol", ""))
-        switches = self._count_switch(message) if isinstance(message, StrategySwitch) else 0
+        switches = 0
+        if kind is SubjectKind.STRATEGY_SWITCH:
+            assert isinstance(message, StrategySwitch)
+            switches = self._count_switch(message)
         if self.mode == "off":
             return []
         needed = self.policy.needs_review(kind, message)
         if not needed and not (self.mode == "gating" and kind is SubjectKind.TARGET):
             return []
-        return [ReviewRequest(kind=kind, subject=message, symbol=symbol, regime=self.regimes.get(symbol),
-                              market_regime=self.regimes.get(MARKET_KEY), headlines=self._news_for(symbol, message.ts_event),
+        return [ReviewRequest(kind=kind, subject=message, symbol=symbol, regime=self.regime(symbol),
+                              market_regime=self.regime(MARKET_KEY), headlines=self._news_for(symbol, message.ts_event),
                               recent_switches=switches, below_threshold=not needed)]
+
+    def regime(self, symbol: str) -> RegimeView | None:
+        """The view of the latest regime state of ``symbol`` (or ``_market``); None before any."""
+        state = self._latest_states.pop(symbol, None)
+        if state is not None:
+            self._regimes[symbol] = RegimeView(
+                label=state.label.value, confirmed_label=state.confirmed_label.value, confidence=state.confidence,
+                probabilities=tuple(sorted(state.probabilities.items())))
+        return self._regimes.get(symbol)
+
+    @property
+    def regimes(self) -> dict[str, RegimeView]:
+        """The latest regime view of every symbol (and ``_market``) seen."""
+        for symbol in list(self._latest_states):
+            self.regime(symbol)
+        return self._regimes
 
     def _remember_news(self, item: NewsPublished) -> None:
         if self.settings.news_max_items == 0:
@@ -160,7 +180,7 @@ class OversightEngine:
     @classmethod
     def restore(cls, settings: OversightSettings, state: dict[str, Any], *, source: str = "oversight/core") -> OversightEngine:
         engine = cls(settings, source=source)
-        engine.regimes = {s: RegimeView(v["label"], v["confirmed_label"], v["confidence"],
+        engine._regimes = {s: RegimeView(v["label"], v["confirmed_label"], v["confidence"],
                                         tuple((str(k), float(p)) for k, p in v["probabilities"]))
                           for s, v in state["regimes"].items()}
         engine.headlines = {s: deque((Headline(int(t), src, text, summary) for t, src, text, summary in items),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ata.oversight.core import Prompt, RuleReviewer
+from ata.oversight.core import Prompt, ReviewRequest, RuleReviewer, VerdictAnswer, check_bounds
 from ata.oversight.providers.base import Completion
 
 
@@ -14,9 +14,15 @@ class RuleProvider:
     def __init__(self, reviewer: RuleReviewer) -> None:
         self.reviewer = reviewer
 
+    def verdict(self, request: ReviewRequest) -> tuple[VerdictAnswer, str]:
+        """The verdict on ``request`` and its JSON text (the text :meth:`complete` answers with). The rules
+        answer within the subject's bounds by construction."""
+        answer = self.reviewer.review(request)
+        assert check_bounds(answer, request) is answer, answer
+        return answer, answer.model_dump_json()
+
     async def complete(self, prompt: Prompt, *, timeout_s: float) -> Completion:
-        answer = self.reviewer.review(prompt.request)
-        return Completion(text=answer.model_dump_json(), model=self.model)
+        return Completion(text=self.verdict(prompt.request)[1], model=self.model)
 
     async def aclose(self) -> None:
         """Nothing to release."""
