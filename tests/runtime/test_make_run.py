@@ -1,18 +1,19 @@
-"""``make run`` end to end: ``ata up`` from an empty state directory to a first paper fill, then a
-kill -9 of every service in turn.
+"""``make run`` under failures end to end: ``ata up`` from an empty state directory to a first paper
+fill, then a kill -9 of every service in turn, the order ledger checked, then Ctrl-C.
 
-One run of ``ata up`` (its defaults: synthetic multi-symbol replay, the simulated broker on market
-time), observed from outside as a user would (the ``ata_up`` fixture of ``conftest.py``): every
-service reports ready (its heartbeats) and a first ``FillReported`` appears. Two settings differ from
-the defaults, both so that trading goes on all the time and progress after a restart is prompt:
-the synthetic bars run around the clock (on the default XNYS calendar the replay skips each
-simulated night in about a second, but the sessions themselves took this test 312 s against 135 s
-around the clock), and at a pace this small shared machine keeps up with (3
-symbols at 120x, 6 bars/s: at the default 5 symbols and 600x, strategy falls behind the bars on a
-busy machine and risk denies many of its targets as stale, so fills become rare). The pure
-defaults reach every service ready and a first fill as well (the first simulated session starts
-at once); it is the restarts that need the lighter, continuous pace: at the defaults, even around
-the clock, no new fill came within the step timeout after regime's restart at load 14-17.
+``make run`` itself with every default is ``test_make_run_defaults``'s part: the Makefile target
+reaches every service ready and a first fill on the default XNYS replay and stops on Ctrl-C. This
+test runs ``ata up`` directly (the ``ata_up`` fixture of ``conftest.py``), observed from outside as
+a user would: every service reports ready (its heartbeats) and a first ``FillReported`` appears.
+Two settings differ from the defaults, both so that trading goes on all the time and progress
+after a restart is prompt: the synthetic bars run around the clock (on the default XNYS calendar
+the replay skips each simulated night in about a second, but the sessions themselves took this
+test 312 s against 135 s around the clock), and at a pace this small shared machine keeps up with
+(3 symbols at 120x, 6 bars/s: at the default 5 symbols and 600x, strategy falls behind the bars on
+a busy machine and risk denies many of its targets as stale, so fills become rare). The pure
+defaults reach a first fill too (in the first simulated session whenever measured); it is the
+restarts that need the lighter, continuous pace: at the defaults, even around the clock, no new
+fill came within the step timeout after regime's restart at load 14-17.
 
 Each service in turn is killed with SIGKILL; the supervisor restarts it, the new process reports
 ready, and the run makes progress again (a new fill; for market data, bars published by the new
@@ -35,7 +36,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from ata.backtest.ledger import OrderLedger
@@ -50,13 +50,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 #: Kill order: market data last (see the module docstring).
 LAST_VICTIM = "marketdata"
 ORDER_TOPICS = ("orders.commands.v1", "orders.events.v1", "orders.fills.v1")
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def kill_order(names: list[str]) -> list[str]:
@@ -143,10 +136,9 @@ async def test_make_run_reaches_a_fill_survives_killing_each_service_and_stops_c
     assert {c: journal.commands[c] for c in topics.commands} == topics.commands
     assert {f: journal.fills[f] for f in topics.fills} == topics.fills
 
-    leftovers = {p.pid for p in psutil.Process(run.proc.pid).children(recursive=True)}
-    leftovers |= {int(infra["broker_pid"]), int(infra["redis_pid"])}
+    processes = run.processes(infra)
     assert run.interrupt() == 0
-    assert sorted(pid for pid in leftovers if alive(pid)) == []
+    assert run.running(processes) == []
     output = run.log.read_text(errors="replace")
     assert "mode: paper trading on replayed synthetic data through the simulated broker" in output  # no Alpaca keys
     assert "services stopped" in output and "infrastructure stopped" in output
