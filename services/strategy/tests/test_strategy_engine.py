@@ -6,6 +6,7 @@ import pytest
 
 from ata.events import RegimeLabel, SignalGenerated, TargetProposed
 from ata.strategy.core import MetaConfig, MetaStrategy, StrategyEngine
+from ata.strategy.core.strategies import Bar, MarketContext, Signal
 from ata.strategy.data import load_bars
 from ata.strategy.testing import bar_event, regime_state, sentiment_score
 
@@ -71,3 +72,48 @@ def test_symbols_and_timeframe_filters() -> None:
     assert run(engine, EVENTS) == []
     engine = StrategyEngine(timeframe="1m")
     assert run(engine, EVENTS) == []
+
+
+def test_signals_are_published_when_they_change_and_the_latest_is_the_one_in_force() -> None:
+    outputs = run(StrategyEngine(), EVENTS)
+    signals = [m for m in outputs if isinstance(m, SignalGenerated)]
+    targets = [m for m in outputs if isinstance(m, TargetProposed)]
+    in_force: dict[str, SignalGenerated] = {}
+    published = iter(signals)
+    pending = next(published, None)
+    for target in targets:  # outputs are in bar order: a bar's signals precede its target
+        while pending is not None and pending.ts_event <= target.ts_event:
+            previous = in_force.get(pending.strategy)
+            assert previous is None or (previous.direction, previous.strength, previous.horizon_bars) != (
+                pending.direction, pending.strength, pending.horizon_bars), "an unchanged signal was published"
+            in_force[pending.strategy] = pending
+            pending = next(published, None)
+        assert {c.strategy: c.strength for c in target.contributions} == {
+            name: s.strength for name, s in in_force.items()}
+    assert len(signals) < sum(len(t.contributions) for t in targets), "unchanged signals are left out"
+
+
+class Scripted:
+    """A signal source answering a fixed script of strengths (None: no signal at that bar)."""
+
+    signal_name = "scripted"
+
+    def __init__(self, script: list[float | None]) -> None:
+        self.script = iter(script)
+
+    def update(self, bar: Bar, context: MarketContext) -> Signal | None:
+        strength = next(self.script)
+        return None if strength is None else Signal(self.signal_name, (strength > 0) - (strength < 0), strength, 3)
+
+    def snapshot(self) -> dict[str, object]:
+        return {}
+
+
+def test_a_signal_that_was_absent_is_published_again_even_if_unchanged() -> None:
+    script: list[float | None] = [0.5, 0.5, 0.25, None, 0.25, 0.25, 1.0, 1.0]
+    config = MetaConfig(strategies=("scripted",), switching=False)
+    engine = StrategyEngine(MetaStrategy(config, factory=lambda _name: Scripted(script)))
+    bars = EVENTS[:len(script)]
+    published = [(m.ts_event, m.strength) for m in run(engine, bars) if isinstance(m, SignalGenerated)]
+    ts = [b.ts_event for b in bars]
+    assert published == [(ts[0], 0.5), (ts[2], 0.25), (ts[4], 0.25), (ts[6], 1.0)]

@@ -137,8 +137,12 @@ def test_engine_stamps_the_source_in_force() -> None:
     engine = StrategyEngine(source="strategy/a")
     engine.source = "strategy/b"
     outputs = [m for b in BARS for m in engine.handle(bar_event("SPX", b))]
-    decision = engine.last_decision["SPX"]
-    assert outputs[-len(decision.signals) - 1:] == validated(bar_event("SPX", BARS[-1]), decision, "strategy/b")
+    last = bar_event("SPX", BARS[-1])
+    expected = {m.event_id: m for m in validated(last, engine.last_decision["SPX"], "strategy/b")}
+    of_last = [m for m in outputs if m.causation_id == last.event_id]
+    assert any(isinstance(m, TargetProposed) for m in of_last)
+    assert of_last == [expected[m.event_id] for m in of_last]
+    assert {m.source for m in outputs} == {"strategy/b"}
 
 
 BOUNDARY_CASES = [

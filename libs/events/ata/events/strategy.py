@@ -9,7 +9,12 @@ from ata.events.values import FiniteFloat, Price, Symbol, Unit
 
 
 class SignalGenerated(Event):
-    """One strategy's view of one symbol at one bar."""
+    """One strategy's view of one symbol at one bar, published when it changes.
+
+    A signal equal (direction, strength, horizon) to the last one published for its symbol and
+    strategy is left out, so the signal in force at a bar is the latest published at or before it;
+    every ``TargetProposed`` also carries each strategy's strength at its bar in ``contributions``.
+    """
 
     strategy: str = Field(min_length=1, max_length=64)
     symbol: Symbol

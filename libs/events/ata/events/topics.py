@@ -103,7 +103,7 @@ _BASE_TOPICS: tuple[Topic, ...] = (
           ("strategy", "risk", "oversight", "gateway"),
           description="Regime state per symbol and _market, and confirmed changes"),
     Topic("strategy.signals.v1", (SignalGenerated,), "symbol", 6, ("strategy",), ("gateway",),
-          description="Per-strategy signals"),
+          description="Per-strategy signals, each published when it changes"),
     Topic("strategy.targets.v1", (TargetProposed, StrategySwitched), "symbol", 6, ("strategy",),
           ("oversight", "risk", "gateway"),
           description="Meta-strategy target position proposals and the strategy switches that shape them"),

@@ -45,8 +45,8 @@ class StrategySettings(ServiceSettings):
     coordination: CoordinationConfig | None = Field(
         None, description="cross-strategy coordination as JSON (rolling strategy correlation down-weights redundant "
                           "strategies; risk budgets per strategy for the risk_budget method); none: off")
-    publish_signals: bool = Field(True, description="publish each strategy's SignalGenerated (strategy.signals.v1); "
-                                                  "targets are published either way")
+    publish_signals: bool = Field(True, description="publish each strategy's SignalGenerated (strategy.signals.v1) "
+                                                  "when it changes; targets are published either way")
     policy_path: Path | None = Field(None, description="numpy RL policy (.npz); the rl method falls back without it")
     state_key: str = Field("ata:strategy:state", min_length=1, description="Redis key of the engine state cache")
     state_save_every_messages: int = Field(500, gt=0)

@@ -9,7 +9,12 @@ reproduces the same ids; each output type has its own salt, so turning one off c
    an ``AllocationFallbackEngaged`` (component ``rl_policy``, index 1 so that it never shares an id
    with a portfolio section's fallback caused by the same bar) when the RL policy's prediction
    failed for this bar and the meta-strategy fell back;
-2. one ``SignalGenerated`` per strategy out of warm-up (unless ``publish_signals`` is off);
+2. one ``SignalGenerated`` per strategy whose signal changed (unless ``publish_signals`` is off):
+   a signal equal to the last one published for its symbol and strategy (direction, strength and
+   horizon) is left out, so the topic carries each strategy's signal when it changes (the first
+   after warm-up, after a bar without a signal of that strategy, or after a start without cached
+   state included). The signal in force at a bar is the latest published at or before it; each
+   target's ``contributions`` carry every strategy's strength at its bar all the same;
 3. without portfolio construction: one ``TargetProposed`` (when any strategy had a signal), the
    meta-strategy's target, ``method`` = the aggregation method used;
 4. with portfolio construction (``portfolio``, see :mod:`ata.strategy.core.portfolio`): for every
@@ -47,7 +52,7 @@ from ata.quant.portfolio.coordination import FallbackRecord
 from ata.strategy.core.meta import Decision, MetaStrategy, SymbolBook
 from ata.strategy.core.outputs import OutputFactory
 from ata.strategy.core.portfolio import PortfolioConstructor, PortfolioStep
-from ata.strategy.core.strategies import Bar, MarketContext
+from ata.strategy.core.strategies import Bar, MarketContext, Signal
 
 #: Regime states / sentiment scores kept per key.
 MAX_HISTORY = 256
@@ -91,7 +96,8 @@ class _Timeline:
 class StrategyEngine:
     """The meta-strategy behind the event contract. ``source`` stamps outputs (``strategy/<instance>``);
     ``publish_signals=False`` leaves out the per-strategy ``SignalGenerated`` events (a run where
-    nothing subscribes to them, e.g. a backtest that only trades the targets); ``portfolio``
+    nothing subscribes to them, e.g. a backtest that only trades the targets), otherwise each is
+    published when it changes (module contract); ``portfolio``
     optimises the targets of its universe together before they are proposed."""
 
     def __init__(self, meta: MetaStrategy | None = None, *, source: str = "strategy", timeframe: str | None = None,
@@ -107,6 +113,8 @@ class StrategyEngine:
         self.regimes: dict[str, _Timeline] = {}
         self.sentiment: dict[str, _Timeline] = {}
         self.last_decision: dict[str, Decision] = {}
+        #: Per symbol and strategy, the signal last published (only while it is in force).
+        self.published: dict[str, dict[str, Signal]] = {}
 
     def handle(self, message: Message) -> list[Message]:
         if isinstance(message, BarClosed):
@@ -140,12 +148,13 @@ class StrategyEngine:
             self.last_decision[bar.symbol] = decision
             if decision.fallback is not None:
                 out.append(self._policy_fallback_event(bar, decision, decision.fallback))
+        changed = self._changed_signals(bar.symbol, decision)
         if self.portfolio is None:
             if decision is not None:
-                out += self.to_events(bar, decision)
+                out += self._factory().build(bar, decision, changed)
             return out
-        if decision is not None and self.publish_signals:
-            out += self._factory().signals(bar, decision)
+        if decision is not None:
+            out += self._factory().signals(bar, decision, changed)
         for step in self.portfolio.add(bar, decision, self.market_regime_at):
             out += self._portfolio_events(step)
         return out
@@ -161,8 +170,26 @@ class StrategyEngine:
             self._outputs = OutputFactory(self.source)
         return self._outputs
 
-    def to_events(self, bar: BarClosed, decision: Decision) -> list[Message]:
-        return self._factory().build(bar, decision, signals=self.publish_signals)
+    def _changed_signals(self, symbol: str, decision: Decision | None) -> list[int]:
+        """Positions in ``decision.signals`` of the signals to publish (see the module contract), recorded as
+        published; the strategies without a signal at this bar are forgotten."""
+        if not self.publish_signals:
+            return []
+        if decision is None:
+            self.published.pop(symbol, None)
+            return []
+        last = self.published.setdefault(symbol, {})
+        changed = []
+        for i, signal in enumerate(decision.signals):
+            previous = last.get(signal.strategy)
+            if previous is not signal and previous != signal:
+                last[signal.strategy] = signal
+                changed.append(i)
+        if len(last) != len(decision.signals):  # some strategy had a signal before and has none now
+            current = {signal.strategy for signal in decision.signals}
+            for name in [name for name in last if name not in current]:
+                del last[name]
+        return changed
 
     def _switch_events(self, bar: BarClosed, book: SymbolBook, regime: str) -> list[Message]:
         """One ``StrategySwitched`` per switch of this bar, with the active sets before and after it."""
@@ -210,6 +237,8 @@ class StrategyEngine:
             "regimes": {k: t.snapshot() for k, t in self.regimes.items()},
             "sentiment": {k: t.snapshot() for k, t in self.sentiment.items()},
             "portfolio": None if self.portfolio is None else self.portfolio.snapshot(),
+            "published": {symbol: [[s.strategy, s.direction, s.strength, s.horizon_bars] for s in signals.values()]
+                          for symbol, signals in self.published.items()},
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -217,6 +246,10 @@ class StrategyEngine:
         self.meta.restore(state["meta"])
         self.regimes = {k: _Timeline.restore(v) for k, v in state["regimes"].items()}
         self.sentiment = {k: _Timeline.restore(v) for k, v in state["sentiment"].items()}
+        # A state cached before signals were published on change has none: every signal is published once more.
+        self.published = {symbol: {name: Signal(name, int(direction), float(strength), int(horizon))
+                                   for name, direction, strength, horizon in signals}
+                          for symbol, signals in state.get("published", {}).items()}
         if (self.portfolio is None) != (state.get("portfolio") is None):
             raise ValueError("the cached state was taken with portfolio construction configured differently")
         if self.portfolio is not None:

@@ -61,28 +61,30 @@ class OutputFactory:
         self._valid_symbols: set[str] = set()
         self._valid_labels: set[tuple[object, object]] = set()
 
-    def build(self, bar: BarClosed, decision: Decision, *, signals: bool = True) -> list[Message]:
-        """``SignalGenerated`` per signal (index = position; only if ``signals``), then ``TargetProposed``
-        (index 0), all caused by ``bar``."""
+    def build(self, bar: BarClosed, decision: Decision, signals: Sequence[int] | None = None) -> list[Message]:
+        """``SignalGenerated`` of the signals at positions ``signals`` of ``decision`` (index = position; None:
+        every signal), then ``TargetProposed`` (index 0), all caused by ``bar``."""
         envelope_ok = self._envelope_ok(bar)
-        out: list[Message] = self._signals(bar, decision, envelope_ok) if signals else []
+        positions = range(len(decision.signals)) if signals is None else signals
+        out: list[Message] = self._signals(bar, decision, positions, envelope_ok) if positions else []
         out.append(self._target(bar, decision.target_weight, _METHOD_VALUES[decision.method], decision.regime,
                                 decision.contributions, envelope_ok=envelope_ok))
         return out
 
-    def signals(self, bar: BarClosed, decision: Decision) -> list[Message]:
-        """``SignalGenerated`` per signal of ``decision`` (index = position), caused by ``bar``."""
-        return self._signals(bar, decision, self._envelope_ok(bar))
+    def signals(self, bar: BarClosed, decision: Decision, positions: Sequence[int]) -> list[Message]:
+        """``SignalGenerated`` of the signals at ``positions`` of ``decision`` (index = position), caused by ``bar``."""
+        return self._signals(bar, decision, positions, self._envelope_ok(bar)) if positions else []
 
     def target(self, bar: BarClosed, weight: float, method: str, regime: str,
                contributions: Sequence[Contribution]) -> TargetProposed:
         """The ``TargetProposed`` of ``bar``'s symbol (index 0 of ``bar``): ``weight``, decided by ``method``."""
         return self._target(bar, weight, method, regime, contributions, envelope_ok=self._envelope_ok(bar))
 
-    def _signals(self, bar: BarClosed, decision: Decision, envelope_ok: bool) -> list[Message]:
+    def _signals(self, bar: BarClosed, decision: Decision, positions: Sequence[int], envelope_ok: bool) -> list[Message]:
         out: list[Message] = []
-        ids = derived_ids(bar.event_id, self._signal_salt, range(len(decision.signals)))
-        for i, (event_id, s) in enumerate(zip(ids, decision.signals, strict=True)):
+        ids = derived_ids(bar.event_id, self._signal_salt, positions)
+        for i, event_id in zip(positions, ids, strict=True):
+            s = decision.signals[i]
             fast = self._fast_signal(bar, event_id, s) if envelope_ok else None
             out.append(fast or SignalGenerated.caused_by(
                 bar, index=i, source=self.source, strategy=s.strategy, symbol=bar.symbol, direction=s.direction,
