@@ -13,12 +13,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from ata.events import DenialReason, Message, OrderDenied, OrderType, Side, SubmitOrder, TimeInForce
+from ata.events import (
+    DenialReason,
+    Message,
+    OrderDenied,
+    OrderType,
+    PortfolioSnapshotTaken,
+    PositionView,
+    Side,
+    SubmitOrder,
+    TimeInForce,
+    TradingState,
+)
 from ata.events import derived_id as reference_derived_id
 from ata.events.envelope import MAX_TS_NS
 from ata.events.values import SYMBOL_PATTERN
 from ata.risk.core import outputs
-from ata.risk.core.outputs import OrderOutputs, derived_id
+from ata.risk.core.outputs import OrderOutputs, PositionRow, derived_id
 from ata.risk.testing import T0, target
 from ata.runtime.codec import encode
 
@@ -159,6 +170,68 @@ def test_risk_outputs_at_bounds_equal_caused_by(case: tuple[str, str, str, int, 
     same(fast(), reference())
 
 
+finite = st.floats(allow_nan=False, allow_infinity=False)
+non_negative = st.floats(min_value=0.0, allow_nan=False, allow_infinity=False)
+position_rows = st.tuples(symbols, finite, non_negative, st.none() | st.floats(min_value=0.0, exclude_min=True,
+                                                                                allow_nan=False, allow_infinity=False),
+                          finite, finite)
+snapshot_fields = st.fixed_dictionaries({
+    "positions": st.lists(position_rows, max_size=4), "cash": finite, "equity": finite, "realized_pnl": finite,
+    "unrealized_pnl": finite, "fees": non_negative, "gross_exposure": non_negative, "net_exposure": finite,
+    "drawdown": st.floats(0.0, 1.0), "trading_state": st.sampled_from(TradingState)})
+
+
+def reference_snapshot(cause: Message, index: int, source: str, fields: dict[str, Any]) -> PortfolioSnapshotTaken:
+    views = tuple(PositionView(symbol=s, quantity=q, avg_price=a, mark_price=m, realized_pnl=r, unrealized_pnl=u)
+                  for s, q, a, m, r, u in fields["positions"])
+    return PortfolioSnapshotTaken.caused_by(cause, index=index, source=source, **{**fields, "positions": views})
+
+
+@settings(max_examples=300, deadline=None)
+@given(causes, sources, st.integers(0, 1000), snapshot_fields)
+def test_risk_portfolio_snapshot_equals_caused_by(cause: Message, source: str, index: int, fields: dict[str, Any]) -> None:
+    fast = OrderOutputs(source).portfolio_snapshot(cause, index, **fields)
+    reference = reference_snapshot(cause, index, source, fields)
+    same(fast, reference)
+    for fast_view, view in zip(fast.positions, reference.positions, strict=True):
+        assert fast_view.model_fields_set == view.model_fields_set and list(vars(fast_view)) == list(vars(view))
+
+
+SNAPSHOT: dict[str, Any] = {"positions": [("AAA", 10.0, 100.0, 101.0, 0.0, 10.0)], "cash": 0.0, "equity": 1010.0,
+                            "realized_pnl": 0.0, "unrealized_pnl": 10.0, "fees": 0.0, "gross_exposure": 1010.0,
+                            "net_exposure": 1010.0, "drawdown": 0.0, "trading_state": TradingState.ACTIVE}
+ROW: PositionRow = SNAPSHOT["positions"][0]
+# case, field changes: values validation refuses, then values it accepts only after converting them
+SNAPSHOT_INVALID: list[tuple[str, dict[str, Any]]] = [
+    ("nan cash", {"cash": float("nan")}), ("infinite equity", {"equity": float("inf")}), ("negative fees", {"fees": -1.0}),
+    ("negative gross", {"gross_exposure": -1.0}), ("drawdown above one", {"drawdown": 1.5}),
+    ("negative drawdown", {"drawdown": -0.1}), ("unknown state", {"trading_state": "PAUSED"}),
+    ("lower-case symbol", {"positions": [("aaa", *ROW[1:])]}), ("zero mark", {"positions": [(*ROW[:3], 0.0, *ROW[4:])]}),
+    ("negative average price", {"positions": [(*ROW[:2], -1.0, *ROW[3:])]}),
+    ("nan quantity", {"positions": [(ROW[0], float("nan"), *ROW[2:])]}),
+]
+SNAPSHOT_CONVERTED: list[tuple[str, dict[str, Any]]] = [
+    ("int cash", {"cash": 5}), ("state as text", {"trading_state": "HALTED"}),
+    ("int quantity", {"positions": [(ROW[0], 3, *ROW[2:])]}),
+    ("no mark", {"positions": [(*ROW[:3], None, *ROW[4:])]}), ("no positions", {"positions": []}),
+]
+
+
+@pytest.mark.parametrize("case", SNAPSHOT_INVALID, ids=[c[0] for c in SNAPSHOT_INVALID])
+def test_risk_portfolio_snapshot_refuses_what_caused_by_refuses(case: tuple[str, dict[str, Any]]) -> None:
+    cause, fields = target("AAA", T0, 0.1, 100.0), {**SNAPSHOT, **case[1]}
+    with pytest.raises(ValidationError):
+        reference_snapshot(cause, 0, "risk", fields)
+    with pytest.raises(ValidationError):
+        OrderOutputs("risk").portfolio_snapshot(cause, 0, **fields)
+
+
+@pytest.mark.parametrize("case", SNAPSHOT_CONVERTED, ids=[c[0] for c in SNAPSHOT_CONVERTED])
+def test_risk_portfolio_snapshot_converts_as_caused_by(case: tuple[str, dict[str, Any]]) -> None:
+    cause, fields = target("AAA", T0, 0.1, 100.0), {**SNAPSHOT, **case[1]}
+    same(OrderOutputs("risk").portfolio_snapshot(cause, 0, **fields), reference_snapshot(cause, 0, "risk", fields))
+
+
 def test_risk_output_models_still_assemblable() -> None:
-    """The fast path is in use: both models still have exactly the fields the builders fill and no hook."""
+    """The fast path is in use: the models still have exactly the fields the builders fill and no hook."""
     assert outputs._FAST

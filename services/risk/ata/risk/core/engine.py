@@ -44,7 +44,6 @@ from ata.events import (
     OrderRejected,
     OversightReviewed,
     PortfolioSnapshotTaken,
-    PositionView,
     QuoteUpdated,
     RegimeLabel,
     RegimeStateUpdated,
@@ -303,13 +302,12 @@ class RiskEngine:
     def _reassess_stress(self, cause: Message, out: list[Message]) -> None:
         if not self.settings.stress_enabled:
             return
-        held = {p.symbol for p in self.portfolio.open_positions()} | set(self.universe)
         market_regime = self.regimes.get(MARKET_KEY, self.regimes.get(self.settings.hedge_symbol))
         signals = StressSignals(
             crisis=market_regime == RegimeLabel.CRISIS.value,
-            vol_spike=bool(self.vol_spikes & held) if held else bool(self.vol_spikes),
+            vol_spike=self._any_in_scope(self.vol_spikes),
             correlation_spike=self.correlation_spike,
-            liquidity_drop=bool(self.liquidity_drops & held) if held else bool(self.liquidity_drops),
+            liquidity_drop=self._any_in_scope(self.liquidity_drops),
         )
         before = self.stress.level
         self.stress = signals
@@ -320,6 +318,16 @@ class RiskEngine:
             self._transition(cause, out, "stress", TradingState.ACTIVE, f"stress level {level}")
         if self.settings.unwind_enabled and level >= self.stress_policy.unwind_level and not self.unwind:
             self._start_unwind(cause, out)
+
+    def _any_in_scope(self, flagged: set[str]) -> bool:
+        """Whether a ``flagged`` symbol counts for stress: one held or in the universe, or any while neither
+        holds a symbol. Runs on every bar, so nothing is built when nothing is flagged."""
+        if not flagged:
+            return False
+        positions = self.portfolio.positions
+        if not self.universe and not any(p.quantity != 0.0 for p in positions.values()):
+            return True
+        return any(s in self.universe or (s in positions and positions[s].quantity != 0.0) for s in flagged)
 
     def _start_unwind(self, cause: Message, out: list[Message]) -> None:
         exposures = [
@@ -588,10 +596,10 @@ class RiskEngine:
         own = self.markets.get(target.symbol)
         if own is None or own.last_bar_ts_ns < ts:
             missing.append(f"bar {target.symbol}")
-        for position in self.portfolio.open_positions():
-            market = self.markets.get(position.symbol)  # a held symbol without market data has no bar to wait for
-            if position.symbol != target.symbol and market is not None and market.last_bar_ts_ns < ts:
-                missing.append(f"bar {position.symbol}")
+        for symbol, position in self.portfolio.positions.items():  # order-free: callers test or sort the result
+            market = self.markets.get(symbol)  # a held symbol without market data has no bar to wait for
+            if position.quantity != 0.0 and symbol != target.symbol and market is not None and market.last_bar_ts_ns < ts:
+                missing.append(f"bar {symbol}")
         return missing
 
     def _ready_horizon(self) -> int:
@@ -601,10 +609,10 @@ class RiskEngine:
         holds hundreds, and checking each against every open order and position on every input was
         quadratic)."""
         horizon = min((order[2] for order in self.open_orders.values()), default=_NO_HORIZON)
-        for position in self.portfolio.open_positions():
-            market = self.markets.get(position.symbol)
-            if market is not None:
-                horizon = min(horizon, market.last_bar_ts_ns)
+        for symbol, position in self.portfolio.positions.items():
+            market = self.markets.get(symbol)
+            if market is not None and position.quantity != 0.0 and market.last_bar_ts_ns < horizon:
+                horizon = market.last_bar_ts_ns
         return horizon
 
     def _has_own_bar(self, target: TargetProposed) -> bool:
@@ -765,15 +773,12 @@ class RiskEngine:
     # ------------------------------------------------------------------ snapshots
     def portfolio_snapshot(self, cause: Message, index: int) -> PortfolioSnapshotTaken:
         p = self.portfolio
-        positions = tuple(
-            PositionView(symbol=pos.symbol, quantity=pos.quantity, avg_price=pos.avg_price, mark_price=pos.mark_price,
-                         realized_pnl=pos.realized_pnl, unrealized_pnl=pos.unrealized_pnl)
-            for pos in p.open_positions()
-        )
-        return PortfolioSnapshotTaken.caused_by(
-            cause, index=index, source=self.source, positions=positions, cash=p.cash, equity=p.equity,
-            realized_pnl=p.realized_pnl, unrealized_pnl=p.unrealized_pnl, fees=p.fees, gross_exposure=p.gross_exposure,
-            net_exposure=p.net_exposure, drawdown=p.drawdown, trading_state=self.states.state,
+        positions = [(pos.symbol, pos.quantity, pos.avg_price, pos.mark_price, pos.realized_pnl, pos.unrealized_pnl)
+                     for pos in p.open_positions()]
+        return self.outputs.portfolio_snapshot(
+            cause, index, positions=positions, cash=p.cash, equity=p.equity, realized_pnl=p.realized_pnl,
+            unrealized_pnl=p.unrealized_pnl, fees=p.fees, gross_exposure=p.gross_exposure, net_exposure=p.net_exposure,
+            drawdown=p.drawdown, trading_state=self.states.state,
         )
 
     def _maybe_snapshot(self, cause: Message, out: list[Message]) -> None:

@@ -1,8 +1,8 @@
-"""Risk's per-order outputs (``SubmitOrder``, ``OrderDenied``) and their ids, built on the hot path.
+"""Risk's hot-path outputs (``SubmitOrder``, ``OrderDenied``, ``PortfolioSnapshotTaken``) and their ids.
 
-Every decision pays for two uuid5 ids (the output's event id and the intent id) and one model.
-This module builds them with the same results as the generic constructors, only cheaper, through
-:mod:`ata.events.fastpath`:
+Every decision pays for two uuid5 ids (the output's event id and the intent id) and one model, and
+every snapshot period a snapshot with one model per position. This module builds them with the same
+results as the generic constructors, only cheaper, through :mod:`ata.events.fastpath`:
 
 - :func:`derived_id` equals ``ata.events.derived_id`` (uuid5 of the cause id and
   ``"<salt>\\x1f<index>"``), computed by ``uuid5_of`` instead of ``uuid.uuid5``;
@@ -13,6 +13,8 @@ This module builds them with the same results as the generic constructors, only 
   re-validation; any other value goes through the validated constructor, which raises the usual
   ``ValidationError``. A ``SubmitOrder`` is always given every field (a market order: no limit or
   stop price, time in force DAY), so both paths set all fields.
+- :meth:`OrderOutputs.portfolio_snapshot` likewise equals ``PortfolioSnapshotTaken.caused_by(cause,
+  index=..., source=..., positions=(PositionView(...), ...), <every other field>)``.
 
 Both equalities are property-tested at every bound (``test_risk_outputs.py``).
 """
@@ -23,9 +25,21 @@ import functools
 import math
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Final
 
-from ata.events import DenialReason, Message, OrderDenied, OrderType, Side, SubmitOrder, TimeInForce
+from ata.events import (
+    DenialReason,
+    Message,
+    OrderDenied,
+    OrderType,
+    PortfolioSnapshotTaken,
+    PositionView,
+    Side,
+    SubmitOrder,
+    TimeInForce,
+    TradingState,
+)
 from ata.events.envelope import MAX_TS_NS, MIN_TS_NS
 from ata.events.fastpath import assemblable, assembled, uuid5_of
 from ata.events.values import CLIENT_ORDER_ID_MAX, SYMBOL_PATTERN
@@ -37,7 +51,11 @@ _ORDER_FIELDS: Final = (*_ENVELOPE, "intent_id", "client_order_id", "symbol", "s
 _DENIAL_FIELDS: Final = (*_ENVELOPE, "intent_id", "symbol", "reason", "detail")
 #: A market order without limit or stop price passes ``SubmitOrder``'s price/type validator, and
 #: the envelope's "before" validator only fills ``event_type``/``schema_version``, given here.
-_FAST: Final = assemblable(SubmitOrder, _ORDER_FIELDS) and assemblable(OrderDenied, _DENIAL_FIELDS)
+_SNAPSHOT_FIELDS: Final = (*_ENVELOPE, "positions", "cash", "equity", "realized_pnl", "unrealized_pnl", "fees",
+                           "gross_exposure", "net_exposure", "drawdown", "trading_state")
+_POSITION_FIELDS: Final = ("symbol", "quantity", "avg_price", "mark_price", "realized_pnl", "unrealized_pnl")
+_FAST: Final = (assemblable(SubmitOrder, _ORDER_FIELDS) and assemblable(OrderDenied, _DENIAL_FIELDS)
+                and assemblable(PortfolioSnapshotTaken, _SNAPSHOT_FIELDS) and assemblable(PositionView, _POSITION_FIELDS))
 _SYMBOL: Final = re.compile(SYMBOL_PATTERN)
 _CLIENT_ORDER_ID: Final = re.compile(r"^[A-Za-z0-9_\-.:]+$")
 _MAX_REASON: Final = 500  # SubmitOrder.reason
@@ -48,6 +66,23 @@ _MAX_DETAIL: Final = 1000  # OrderDenied.detail
 def _valid_symbol(symbol: str) -> bool:
     """Whether ``symbol`` matches the symbol pattern; symbols are few and repeat on every order."""
     return _SYMBOL.fullmatch(symbol) is not None
+
+
+def _finite(value: object) -> bool:
+    """A plain finite float: what a ``float`` field without bounds keeps unchanged."""
+    return type(value) is float and math.isfinite(value)
+
+
+#: A position as :meth:`OrderOutputs.portfolio_snapshot` takes it: ``PositionView``'s fields in order.
+PositionRow = tuple[str, float, float, float | None, float, float]
+
+
+def _position_ok(row: PositionRow) -> bool:
+    """Whether ``PositionView`` validation keeps ``row``'s values unchanged."""
+    symbol, quantity, avg_price, mark_price, realized_pnl, unrealized_pnl = row
+    return (type(symbol) is str and _valid_symbol(symbol) and _finite(quantity) and _finite(avg_price) and avg_price >= 0.0
+            and (mark_price is None or (_finite(mark_price) and mark_price > 0.0))
+            and _finite(realized_pnl) and _finite(unrealized_pnl))
 
 
 def derived_id(cause_id: uuid.UUID, output_index: int, salt: str = "") -> uuid.UUID:
@@ -65,13 +100,14 @@ class OrderOutputs:
     The event-id salt (``"<service>:<class>"``) is encoded once.
     """
 
-    __slots__ = ("_denial_salt", "_order_salt", "_source_ok", "source")
+    __slots__ = ("_denial_salt", "_order_salt", "_snapshot_salt", "_source_ok", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         service = source.split("/", maxsplit=1)[0]
         self._order_salt = f"{service}:{SubmitOrder.__name__}\x1f"
         self._denial_salt = f"{service}:{OrderDenied.__name__}\x1f"
+        self._snapshot_salt = f"{service}:{PortfolioSnapshotTaken.__name__}\x1f"
         self._source_ok = _FAST and type(source) is str and 1 <= len(source) <= 200
 
     # -- checks: True only when validation would accept the value unchanged ------------------------
@@ -119,4 +155,36 @@ class OrderOutputs:
             event_type=OrderDenied.__name__, event_id=event_id, ts_event=ts_event, ts_init=ts_event, source=self.source,
             correlation_id=cause.correlation_id, causation_id=cause_id, intent_id=intent_id, symbol=symbol,
             reason=reason, detail=detail,
+        )
+
+    def portfolio_snapshot(self, cause: Message, index: int, *,
+                           positions: Iterable[PositionRow], cash: float,
+                           equity: float, realized_pnl: float, unrealized_pnl: float, fees: float, gross_exposure: float,
+                           net_exposure: float, drawdown: float, trading_state: TradingState) -> PortfolioSnapshotTaken:
+        """``PortfolioSnapshotTaken.caused_by(cause, index=index, source=source, positions=(PositionView(symbol=...,
+        quantity=..., avg_price=..., mark_price=..., realized_pnl=..., unrealized_pnl=...), ...), cash=..., ...)``, with
+        ``positions`` given as ``(symbol, quantity, avg_price, mark_price, realized_pnl, unrealized_pnl)`` tuples."""
+        cause_id = cause.event_id
+        event_id = uuid5_of(cause_id.bytes, f"{self._snapshot_salt}{index}".encode())
+        rows = tuple(positions)
+        ts_event = cause.ts_event
+        if (self._envelope_ok(cause, ts_event) and all(_position_ok(row) for row in rows) and _finite(cash)
+                and _finite(equity) and _finite(realized_pnl) and _finite(unrealized_pnl) and _finite(fees) and fees >= 0.0
+                and _finite(gross_exposure) and gross_exposure >= 0.0 and _finite(net_exposure) and _finite(drawdown)
+                and 0.0 <= drawdown <= 1.0 and type(trading_state) is TradingState):
+            views = tuple(assembled(PositionView, dict(zip(_POSITION_FIELDS, row, strict=True))) for row in rows)
+            return assembled(PortfolioSnapshotTaken, {
+                "event_id": event_id, "event_type": "PortfolioSnapshotTaken",
+                "schema_version": PortfolioSnapshotTaken.SCHEMA_VERSION, "ts_event": ts_event, "ts_init": ts_event,
+                "source": self.source, "correlation_id": cause.correlation_id, "causation_id": cause_id,
+                "positions": views, "cash": cash, "equity": equity, "realized_pnl": realized_pnl,
+                "unrealized_pnl": unrealized_pnl, "fees": fees, "gross_exposure": gross_exposure,
+                "net_exposure": net_exposure, "drawdown": drawdown, "trading_state": trading_state,
+            })
+        return PortfolioSnapshotTaken(
+            event_type=PortfolioSnapshotTaken.__name__, event_id=event_id, ts_event=ts_event, ts_init=ts_event,
+            source=self.source, correlation_id=cause.correlation_id, causation_id=cause_id,
+            positions=tuple(PositionView(**dict(zip(_POSITION_FIELDS, row, strict=True))) for row in rows), cash=cash,
+            equity=equity, realized_pnl=realized_pnl, unrealized_pnl=unrealized_pnl, fees=fees,
+            gross_exposure=gross_exposure, net_exposure=net_exposure, drawdown=drawdown, trading_state=trading_state,
         )
