@@ -114,6 +114,33 @@ def test_consumer_span_records_an_escaping_error() -> None:
     assert any(event.name == "exception" for event in finished.events)
 
 
+def test_batch_links_each_distinct_carried_context_once_in_first_seen_order() -> None:
+    carried = []
+    for name in ("a", "b"):
+        with telemetry.producer_span("svc", f"t.{name}.v1") as span:
+            carried.append((span.get_span_context(), [(k, v.encode()) for k, v in telemetry.inject_headers().items()]))
+    (first, first_headers), (second, second_headers) = carried
+    headers = [first_headers, None, second_headers, [("traceparent", b"garbage")], first_headers, {"other": "x"},
+               dict(second_headers)]
+
+    links = telemetry.carried_links(headers)
+
+    assert [(link.context.trace_id, link.context.span_id) for link in links] == [
+        (first.trace_id, first.span_id), (second.trace_id, second.span_id)]
+    assert all(link.context.is_remote for link in links)
+
+
+def test_batch_links_are_capped_at_distinct_contexts() -> None:
+    def headers(span_id: int) -> list[tuple[str, bytes]]:
+        return [("traceparent", f"00-{1:032x}-{span_id:016x}-01".encode())]
+
+    repeated = [headers(1)] * (telemetry.MAX_BATCH_LINKS + 5)
+    distinct = [headers(n) for n in range(1, telemetry.MAX_BATCH_LINKS + 6)]
+
+    assert [link.context.span_id for link in telemetry.carried_links(repeated + distinct[1:])] == list(
+        range(1, telemetry.MAX_BATCH_LINKS + 1))
+
+
 def test_metric_helpers_get_or_create_and_refuse_conflicts() -> None:
     first = metrics.counter("ata_test_things_total", "things", ("service",))
     assert metrics.counter("ata_test_things_total", "things", ("service",)) is first

@@ -39,6 +39,7 @@ __all__ = [
     "JsonFormatter",
     "KafkaHeaders",
     "add_span_processor",
+    "carried_links",
     "configure_logging",
     "consumer_batch_span",
     "consumer_span",
@@ -174,9 +175,18 @@ def memory_exporter() -> InMemorySpanExporter:
     return _memory_exporter
 
 
+#: The runtime's tracer and the provider it came from: the SDK builds a new tracer on every ``get_tracer`` call,
+#: which cost more than the span it was asked for.
+_tracer: tuple[TracerProvider, trace.Tracer] | None = None
+
+
 def tracer() -> trace.Tracer:
-    """The runtime's tracer from the process provider."""
-    return tracer_provider().get_tracer(TRACER_NAME)
+    """The runtime's tracer from the process provider (made once per provider; it sees processors added later)."""
+    global _tracer  # noqa: PLW0603 - one tracer per process provider, like the provider itself
+    provider = tracer_provider()
+    if _tracer is None or _tracer[0] is not provider:
+        _tracer = (provider, provider.get_tracer(TRACER_NAME))
+    return _tracer[1]
 
 
 def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
@@ -242,6 +252,34 @@ def consumer_span(
         yield span
 
 
+def carried_links(headers: Sequence[KafkaHeaders | None]) -> list[Link]:
+    """A link to each distinct valid trace context carried by ``headers``, in first-seen order, at most
+    :data:`MAX_BATCH_LINKS`.
+
+    The messages of a batch often carry the same context (a producer publishes several in one span),
+    and extracting a context and building its link cost more than the rest of a message's way through
+    the consumer loop: a ``traceparent``/``tracestate`` pair seen before in the batch is skipped (its
+    link would repeat one already made), and a message without ``traceparent`` carries no context.
+    """
+    links: list[Link] = []
+    seen: set[tuple[str | None, str | None]] = set()
+    for carried in headers:
+        if len(links) == MAX_BATCH_LINKS:
+            break
+        if not carried:
+            continue
+        text = _as_text_mapping(carried)
+        parent = text.get("traceparent")
+        key = (parent, text.get("tracestate"))
+        if parent is None or key in seen:
+            continue
+        seen.add(key)
+        context = trace.get_current_span(_PROPAGATOR.extract(text)).get_span_context()
+        if context.is_valid:
+            links.append(Link(context))
+    return links
+
+
 @contextmanager
 def consumer_batch_span(
     service: str,
@@ -252,18 +290,11 @@ def consumer_batch_span(
 ) -> Iterator[Span]:
     """The CONSUMER span of a batch of messages from ``topics`` handled together, current while the block runs.
 
-    A new trace, linked to the trace context carried by each message's ``headers`` (those of the
-    first :data:`MAX_BATCH_LINKS` messages that carry one): whatever is published inside it joins
-    the batch's trace. An exception leaving the block is recorded on the span and re-raised.
+    A new trace, linked to each distinct trace context the messages' ``headers`` carry (the first
+    :data:`MAX_BATCH_LINKS` of them, see :func:`carried_links`): whatever is published inside it
+    joins the batch's trace. An exception leaving the block is recorded on the span and re-raised.
     """
-    links: list[Link] = []
-    for carried in headers:
-        if len(links) == MAX_BATCH_LINKS:
-            break
-        if carried:
-            context = trace.get_current_span(extract_context(carried)).get_span_context()
-            if context.is_valid:
-                links.append(Link(context))
+    links = carried_links(headers)
     destination = topics[0] if len(topics) == 1 else ",".join(topics)
     with tracer().start_as_current_span(
         f"{destination} process",
