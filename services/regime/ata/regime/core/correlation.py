@@ -44,13 +44,13 @@ class CorrelationWindow:
     def push(self, row: dict[str, float]) -> None:
         """Append one timestamp's returns, evicting the oldest row of a full window."""
         names = self._names
-        if len(row) != len(names) or any(name not in row for name in names):
+        if list(row) == names:  # the usual row: the same symbols, reported in sorted order
+            line = list(row.values())
+        elif len(row) != len(names) or any(name not in row for name in names):
             if any(name not in names for name in row):
                 self._add_columns(row)
                 names = self._names
             line = [row.get(name, math.nan) for name in names]
-        elif list(row) == names:
-            line = list(row.values())
         else:
             line = [row[name] for name in names]
         values = self._values

@@ -37,6 +37,12 @@ _NS_PER_DAY = 86_400 * 10**9
 #: Smoothing of the EWMA variance that scales momentum until GARCH is fitted.
 _EWMA_ALPHA = 0.06
 _EWMA_KEEP = 1.0 - _EWMA_ALPHA
+# Module-level names for the functions the per-bar code calls several times per key
+# (a global load instead of a global plus an attribute load each time).
+_log = math.log
+_sqrt = math.sqrt
+_isfinite = math.isfinite
+_isnan = math.isnan
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,17 +202,18 @@ class _Track:
         closes.append(close)
         traded = dollar_volume > 0.0
         if traded:
-            log_volume = math.log(dollar_volume)
-            if not math.isfinite(log_volume):
+            log_volume = _log(dollar_volume)
+            if not _isfinite(log_volume):
                 raise ValueError(f"{self.key}: non-finite dollar volume {dollar_volume!r}")
-            self.volume_z.push(log_volume)
-            vz = self.volume_z.zscore()
-            if not math.isnan(vz):
+            volume_z = self.volume_z
+            volume_z.push(log_volume)
+            vz = volume_z.zscore()
+            if not _isnan(vz):
                 factors["volume_z"] = vz
-        if math.isnan(prev):  # the key's first bar
+        if _isnan(prev):  # the key's first bar
             return None
-        r = 100.0 * math.log(close / prev)
-        if not math.isfinite(r):
+        r = 100.0 * _log(close / prev)
+        if not _isfinite(r):
             raise ValueError(f"{self.key}: non-finite return from close {prev!r} -> {close!r}")
         self.n_returns += 1
         self.returns.append(r)
@@ -220,32 +227,34 @@ class _Track:
         garch = self.garch
         if garch is not None:
             # GARCH variance of this bar, taken before the recursion absorbs it.
-            factors["garch_vol_pct"] = math.sqrt(garch.variance)
+            factors["garch_vol_pct"] = _sqrt(garch.variance)
             garch.step(r)
         ewma = self.ewma_var
-        self.ewma_var = ewma = r2 if math.isnan(ewma) else _EWMA_ALPHA * r2 + _EWMA_KEEP * ewma
-        self.rv.push(r)
-        rv = self.rv.std()
-        if not math.isnan(rv):
+        self.ewma_var = ewma = r2 if _isnan(ewma) else _EWMA_ALPHA * r2 + _EWMA_KEEP * ewma
+        rv_window = self.rv
+        rv_window.push(r)
+        rv = rv_window.std()
+        if not _isnan(rv):
             factors["realized_vol_pct"] = rv
             factors["realized_vol_percentile"] = self.rv_rank.rank_push(rv)
+        abs_r = abs(r)
         drift = self.drift.push(r)
-        moved = self.abs_move.push(abs(r))
+        moved = self.abs_move.push(abs_r)
         if moved > 0.0:
             factors["trend_strength"] = abs(drift) / moved
         if traded:
-            amihud = self.amihud.push(abs(r) / dollar_volume * 1e6)
-            if not math.isnan(amihud):
+            amihud = self.amihud.push(abs_r / dollar_volume * 1e6)
+            if not _isnan(amihud):
                 factors["amihud_illiquidity"] = amihud
         # Momentum is scaled by the conditional volatility per bar: GARCH once fitted, EWMA before.
-        sigma = math.sqrt(garch.variance) if garch is not None else math.sqrt(ewma) if ewma > 0.0 else 0.0
+        sigma = _sqrt(garch.variance) if garch is not None else _sqrt(ewma) if ewma > 0.0 else 0.0
         # The mean of the scores as ``sum(list) / len(list)`` computes it (left to right from 0).
         score_sum = 0.0
         n_scores = 0
         available = len(closes)
         for n, name, root_n in self.momentum_terms:
             if available > n:
-                mom = 100.0 * math.log(close / closes[-1 - n])
+                mom = 100.0 * _log(close / closes[-1 - n])
                 factors[name] = mom
                 if sigma > 0.0:
                     score_sum += mom / (sigma * root_n)

@@ -61,10 +61,13 @@ def is_volatile(label: RegimeLabel) -> bool:
     return label in VOLATILE_LABELS
 
 
+_exp = math.exp  # a module global: called three times per key and bar
+
+
 def _sigmoid(x: float) -> float:
     if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
+        return 1.0 / (1.0 + _exp(-x))
+    z = _exp(x)
     return z / (1.0 + z)
 
 
