@@ -1,7 +1,10 @@
 """Settings of the regime service (env prefix ``ATA_REGIME_``), frozen and validated at start-up.
 
-Windows and periods count bars of the incoming timeframe. The defaults suit daily bars;
-for one-minute bars scale them up (see ``ata.regime.evaluation.SYNTHETIC_PARAMS``).
+Windows and periods count bars of the incoming timeframe, and nothing rescales them by bar size.
+The defaults suit daily bars; for one-minute bars scale them up (see
+``ata.regime.evaluation.SYNTHETIC_PARAMS``), the refit cadence above all: with the daily
+defaults a key is refitted every 250 minutes, and refits then cost far more than the
+per-bar work (README, "Refit cadence and bar size").
 """
 
 from __future__ import annotations
