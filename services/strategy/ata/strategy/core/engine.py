@@ -83,7 +83,7 @@ class _Timeline:
         return self.values[i - 1] if i else None
 
     def snapshot(self) -> list[list[Any]]:
-        return [[t, v] for t, v in zip(self.times, self.values, strict=True)]
+        return list(map(list, zip(self.times, self.values, strict=True)))
 
     @classmethod
     def restore(cls, state: list[list[Any]]) -> _Timeline:
