@@ -123,7 +123,8 @@ def test_header_view_is_the_decoded_headers_on_demand() -> None:
     view = HeaderView(raw)
     assert view == from_kafka_headers(raw) == {"traceparent": "00-last-01", "bin": "\ufffd", "none": ""}
     assert len(view) == 3 and sorted(view) == ["bin", "none", "traceparent"]
-    assert view.get("missing") is None and "bin" in view
+    assert view.get("missing") is None and "bin" in view and "missing" not in view
+    assert sorted(view.items()) == [("bin", "\ufffd"), ("none", ""), ("traceparent", "00-last-01")]
     assert dict(view) == from_kafka_headers(raw)
     with pytest.raises(KeyError):
         view["missing"]

@@ -20,7 +20,7 @@ Contract:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -167,6 +167,14 @@ class HeaderView(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._headers())
+
+    # The decoded dict's own view and look-up: Mapping's generic ones go through __iter__ and
+    # __getitem__ in Python, and the trace context of every consumed record is read through them.
+    def items(self) -> ItemsView[str, str]:
+        return self._headers().items()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._headers()
 
     def __repr__(self) -> str:
         return f"HeaderView({self._headers()!r})"
