@@ -29,7 +29,7 @@ class JournalSettings(ServiceSettings):
         default="FULL", description="SQLite durability; FULL fsyncs each batch commit (see ata.journal.store.sqlite)")
     max_batch_records: int = Field(default=5000, ge=1, description="Most records fetched, written and committed together")
     batch_interval_ms: int = Field(
-        default=100, ge=0, le=10_000,
+        default=250, ge=0, le=10_000,
         description="Least time between the starts of two batches (unless a batch was full) and longest a fetch waits "
                     "for data (at most 500 ms): records gather into fewer, larger writes and commits, for up to about "
                     "twice this much journal lag; 0: every fetch written at once")

@@ -15,6 +15,13 @@ store transaction and its fsync, the thread hand-off, the offset commit, an empt
 partition) dominated the journal's CPU per event. The price is journal lag of up to about twice
 the interval; nothing waits on the journal's commits but the ledger checks.
 
+What a batch costs is mostly its fetch, not its records: the journal reads every topic (105
+partitions), and each fetch request and response names every partition that has nothing buffered,
+encoded and decoded in pure Python by the client and scanned one by one by the broker. So the cost
+per second follows the number of batches, and the default interval (250 ms) is chosen for that:
+against 100 ms, with 100 bars/s fed to an otherwise idle journal, its CPU per bar fell ~450 -> ~255 us
+and the embedded broker's ~1,700 -> ~1,050 us, for journal lag of up to ~0.5 s instead of ~0.2 s.
+
 Fail closed: when a write fails (disk full, unwritable file, database down) the service keeps
 the batch, pauses its partitions (the group membership stays alive, nothing more is fetched or
 committed), reports not-ready, publishes ``JournalAvailabilityChanged(available=False)`` (risk
