@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ata.events import MARKET_KEY, Message, NewsPublished, OversightReviewed, RegimeStateUpdated, Verdict
 from ata.oversight.config import OversightSettings
+from ata.oversight.core.outputs import reviewed_event
 from ata.oversight.core.rules import RuleLimits
 from ata.oversight.core.subjects import (
     Headline,
@@ -158,15 +159,15 @@ class OversightEngine:
                 Verdict(answer.verdict), answer.rationale, answer.confidence, answer.risk_flags, answer.max_target_weight)
         if outcome.fallback_used and outcome.failure:
             flags = (*flags, f"fallback_{outcome.failure}")
-        return OversightReviewed.caused_by(
-            request.subject, source=self.source, ts_init=ts_init,
-            subject_event_id=request.subject_event_id, subject_type=request.kind.value, symbol=request.symbol,
-            verdict=verdict, rationale=rationale[:MAX_RATIONALE], confidence=confidence, risk_flags=tuple(flags),
-            max_target_weight=cap, provider=outcome.provider, model=outcome.model, fallback_used=outcome.fallback_used,
-            latency_ms=max(0.0, outcome.latency_ms), prompt=outcome.prompt[:MAX_AUDIT_TEXT],
-            response=outcome.response[:MAX_AUDIT_TEXT], mode=self.mode, prompt_sha256=outcome.prompt_sha256,
-            cache_hit=outcome.cache_hit, prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
-        )
+        return reviewed_event(request.subject, source=self.source, ts_init=ts_init, fields={
+            "subject_event_id": request.subject_event_id, "subject_type": request.kind.value, "symbol": request.symbol,
+            "verdict": verdict, "rationale": rationale[:MAX_RATIONALE], "confidence": confidence,
+            "risk_flags": tuple(flags), "max_target_weight": cap, "provider": outcome.provider, "model": outcome.model,
+            "fallback_used": outcome.fallback_used, "latency_ms": max(0.0, outcome.latency_ms),
+            "prompt": outcome.prompt[:MAX_AUDIT_TEXT], "response": outcome.response[:MAX_AUDIT_TEXT], "mode": self.mode,
+            "prompt_sha256": outcome.prompt_sha256, "cache_hit": outcome.cache_hit,
+            "prompt_tokens": outcome.prompt_tokens, "completion_tokens": outcome.completion_tokens,
+        })
 
     # ------------------------------------------------------------------ state
     def snapshot(self) -> dict[str, Any]:
