@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import REGISTRY as METRICS
 
 from ata.events import REGISTRY, Message
 from ata.events.market import BarClosed
-from ata.events.regime import RegimeChanged, RegimeStateUpdated
+from ata.events.regime import RegimeChanged, RegimeLabel, RegimeStateUpdated
 from ata.events.values import MARKET_KEY
 from ata.regime.config import RegimeSettings
 from ata.regime.core import RegimeDetector, run_refit
@@ -119,6 +120,7 @@ async def test_regime_service_on_the_broker_publishes_states_and_resumes_from_it
     symbols = ("AAA", "BBB")
     bars = make_bars(symbols, 160)
     group = f"regime-{uuid.uuid4().hex[:8]}"
+    changes_counted_before = {label: _changes_counted(label) for label in RegimeLabel}
     service = RegimeService(runtime, settings, group_id=group, heartbeat_topic=unique_name("heartbeats"))
     await service.start()
     try:
@@ -147,6 +149,10 @@ async def test_regime_service_on_the_broker_publishes_states_and_resumes_from_it
     changes = [m for m in outputs if isinstance(m, RegimeChanged)]
     assert {s.symbol for s in states} == {*symbols, MARKET_KEY}
     assert {c.symbol for c in changes} == {*symbols, MARKET_KEY}  # at least the first confirmation per key
+    # the changes metric counts every published RegimeChanged, by its new label, and nothing else
+    for label in RegimeLabel:
+        counted = _changes_counted(label) - changes_counted_before[label]
+        assert counted == sum(1 for c in changes if c.current == label), label
     assert len({m.event_id for m in outputs}) == len(outputs)
     by_id = {b.event_id: b for b in bars}
     for s in states:
@@ -165,6 +171,10 @@ async def test_regime_service_on_the_broker_publishes_states_and_resumes_from_it
         assert track["n_returns"] == 159 and track["ms2"] is not None
     finally:
         await again.stop()
+
+
+def _changes_counted(label: RegimeLabel) -> float:
+    return METRICS.get_sample_value("ata_regime_changes_total", {"label": str(label)}) or 0.0
 
 
 def test_event_mapping_matches_the_detector_and_derives_ids_from_the_bar() -> None:
