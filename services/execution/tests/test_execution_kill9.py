@@ -56,7 +56,8 @@ def sim_broker(tmp_path: Path) -> Iterator[str]:
     argv = [sys.executable, "-m", "ata.execution.brokers.sim_server", "--port", "0", "--port-file", str(port_file)]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
-        for _ in range(200):
+        deadline = time.monotonic() + WAIT_S  # importing the server takes many seconds on a loaded machine
+        while time.monotonic() < deadline:
             if port_file.exists() or proc.poll() is not None:
                 break
             time.sleep(0.05)
