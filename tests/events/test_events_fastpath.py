@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from ata.events import SignalGenerated, derived_id, origin_id
-from ata.events.envelope import ATA_NAMESPACE
+from ata.events.envelope import ATA_NAMESPACE, origin_ids
 from ata.events.fastpath import assemblable, assembled, derived_ids, uuid5_of
 
 
@@ -25,6 +25,11 @@ def test_envelope_ids_are_the_uuid5_they_were_defined_as(cause: uuid.UUID, salt:
     """Ids in stored journals were minted with ``uuid.uuid5``: the cheaper construction must give the same ids."""
     assert derived_id(cause, index, salt=salt) == uuid.uuid5(cause, f"{salt}\x1f{index}")
     assert origin_id(*key) == uuid.uuid5(ATA_NAMESPACE, "\x1f".join(str(part) for part in key))
+
+
+@given(st.lists(st.text() | st.integers(), max_size=4), st.text() | st.integers())
+def test_origin_ids_equal_origin_id(head: list[object], last: object) -> None:
+    assert origin_ids(*head)(last) == origin_id(*head, last)
 
 
 @given(st.uuids(), st.text(), st.lists(st.integers(-5, 10**6), max_size=8))

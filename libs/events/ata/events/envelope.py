@@ -14,6 +14,7 @@ Contract:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -37,6 +38,18 @@ def origin_id(*natural_key: object) -> uuid.UUID:
     The natural key must identify the fact, e.g. ``("replay", "sp500", "SPX", ts)``.
     """
     return uuid5_of(_NAMESPACE_BYTES, "\x1f".join(str(part) for part in natural_key).encode())
+
+
+def origin_ids(*head: object) -> Callable[[object], uuid.UUID]:
+    """``last -> origin_id(*head, last)``: the ids of a series of origin events whose natural keys share
+    everything but the last part (a source's bars of one symbol differ only in time), with the shared
+    part of the name encoded once."""
+    prefix = "".join(f"{part}\x1f" for part in head).encode()
+
+    def origin_id_of(last: object) -> uuid.UUID:
+        return uuid5_of(_NAMESPACE_BYTES, prefix + str(last).encode())
+
+    return origin_id_of
 
 
 def derived_id(cause_id: uuid.UUID, output_index: int, salt: str = "") -> uuid.UUID:

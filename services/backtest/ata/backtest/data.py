@@ -61,9 +61,13 @@ def build_source(spec: DataSpec, calendar: SessionCalendar | None) -> Historical
 
 
 def windowed(items: Iterator[SourceItem], start: str | None, end: str | None) -> Iterator[SourceItem]:
-    """Records whose event time lies in ``[start, end]`` (end date inclusive)."""
-    lo = _day_ns(start) if start else None
-    hi = _day_ns(end) + NS_PER_DAY if end else None
+    """Records whose event time lies in ``[start, end]`` (end date inclusive); ``items`` itself without a window."""
+    if start is None and end is None:
+        return items
+    return _within(items, _day_ns(start) if start else None, _day_ns(end) + NS_PER_DAY if end else None)
+
+
+def _within(items: Iterator[SourceItem], lo: int | None, hi: int | None) -> Iterator[SourceItem]:
     for item in items:
         ts = item.ts_close if isinstance(item, RawBar) else item.ts
         if ts is None:

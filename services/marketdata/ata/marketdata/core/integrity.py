@@ -51,7 +51,6 @@ from ata.events import (
     BarClosed,
     DataAnomalyDetected,
     DataReliabilityChanged,
-    GroundTruthRegimeObserved,
     Message,
     QuoteUpdated,
     Severity,
@@ -60,6 +59,7 @@ from ata.events.envelope import MAX_TS_NS, MIN_TS_NS
 from ata.events.values import MARKET_KEY
 from ata.marketdata.core.batch import RollingWindows, log_returns, missing_by_time, missing_slots, order_gap_value_ok
 from ata.marketdata.core.calendar import SessionCalendar
+from ata.marketdata.core.outputs import CleanEvents
 from ata.marketdata.core.records import (
     I64,
     SYMBOL_REGEX,
@@ -247,6 +247,7 @@ class IntegrityChecker:
         self.reference_sources = reference_sources
         self._symbols: dict[str, _SymbolState] = {}
         self._staleness_ns = config.max_staleness_ms * 1_000_000
+        self._events = CleanEvents(source)
 
     # -- entry points ---------------------------------------------------------------------------
     def process(self, item: SourceItem, ts_init: int) -> list[Message]:
@@ -258,7 +259,7 @@ class IntegrityChecker:
         if isinstance(item, RawQuote):
             return self._on_quote(item, ts_init)
         if isinstance(item, RegimeObservation):
-            return [self._truth(item, ts_init)]
+            return [self._events.truth(item, ts_init)]
         return self._on_bad_record(item, ts_init)
 
     def process_batch(self, batch: BarBatch, ts_init: int) -> list[CleanBars | Message]:
@@ -431,7 +432,7 @@ class IntegrityChecker:
 
         out: list[Message] = []
         if not quarantined:
-            out.append(self._bar(raw, ts_init))
+            out.append(self._events.bar(raw, ts_init))
         out.extend(anomalies)
         anomalous = any(a.severity is not Severity.INFO for a in anomalies)
         if quarantined and not anomalous:
@@ -604,12 +605,6 @@ class IntegrityChecker:
         return [self._anomaly(raw.symbol, (*key, kind.value), ts_event=raw.ts, ts_init=ts_init, kind=kind, severity=severity,
                               quarantined=True, evidence=evidence)]
 
-    def _truth(self, obs: RegimeObservation, ts_init: int) -> GroundTruthRegimeObserved:
-        return GroundTruthRegimeObserved.origin(
-            natural_key=(obs.source, MARKET_KEY, obs.ts), ts_event=obs.ts, ts_init=ts_init, source=self.source,
-            symbol=MARKET_KEY, regime=obs.regime, volatility_regime=obs.volatility_regime,
-        )
-
     def _on_bad_record(self, bad: BadRecord, ts_init: int) -> list[Message]:
         if self.config.on_bad_row == "stop":
             raise MalformedRecordError(bad.location, bad.reason)
@@ -620,13 +615,6 @@ class IntegrityChecker:
                               evidence=evidence)]
 
     # -- builders ---------------------------------------------------------------------------------
-    def _bar(self, raw: RawBar, ts_init: int) -> BarClosed:
-        return BarClosed.origin(
-            natural_key=(raw.source, raw.symbol, raw.timeframe, raw.ts_open), ts_event=raw.ts_close, ts_init=ts_init,
-            source=self.source, symbol=raw.symbol, timeframe=raw.timeframe, ts_open=raw.ts_open, open=raw.open,
-            high=raw.high, low=raw.low, close=raw.close, volume=raw.volume, venue=raw.venue or raw.source[:64],
-        )
-
     def _anomaly(self, symbol: str, key: tuple[object, ...], *, ts_event: int, ts_init: int, kind: AnomalyKind,
                  severity: Severity, quarantined: bool, evidence: Evidence) -> DataAnomalyDetected:
         return DataAnomalyDetected.origin(

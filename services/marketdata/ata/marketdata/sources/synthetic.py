@@ -49,27 +49,28 @@ class SyntheticSource:
         market = SyntheticMarket(self.config)
         names = market.regime_names
         vol_names = [r.volatility_regime for r in self.config.regimes]
+        source, timeframe, bar_ns, symbols = self.name, self.timeframe, self.bar_ns, self.symbols
         next_start = self.start_ns
-        steps_left = None if self.max_bars is None else -(-self.max_bars // len(self.symbols))
+        steps_left = None if self.max_bars is None else -(-self.max_bars // len(symbols))
         while steps_left is None or steps_left > 0:
             block = market.next_block()
             n = block.n_bars if steps_left is None else min(block.n_bars, steps_left)
             opens = self._times(next_start, n).tolist()
-            next_start = opens[-1] + self.bar_ns
-            columns = [block.open[:n].tolist(), block.high[:n].tolist(), block.low[:n].tolist(), block.close[:n].tolist(),
-                       block.volume[:n].tolist()]
+            next_start = opens[-1] + bar_ns
+            # Columns by symbol (``.T``): a list of floats per symbol rather than a list per bar time.
+            o, h, low, c, v = (column[:n].T.tolist() for column in (block.open, block.high, block.low, block.close,
+                                                                   block.volume))
             regimes = block.regime[:n].tolist()
             for step, ts_open in enumerate(opens):
-                ts_close = ts_open + self.bar_ns
+                ts_close = ts_open + bar_ns
                 regime = regimes[step]
-                yield RegimeObservation(self.name, ts_close, names[regime], vol_names[regime])
-                o, h, low, c, v = (col[step] for col in columns)
-                for k, symbol in enumerate(self.symbols):
+                yield RegimeObservation(source, ts_close, names[regime], vol_names[regime])
+                for k, symbol in enumerate(symbols):
                     if self.max_bars is not None and self.bars >= self.max_bars:
                         return
                     self.bars += 1
-                    yield RawBar(self.name, symbol, self.timeframe, ts_open, ts_close, o[k], h[k], low[k], c[k], v[k],
-                                 venue="synthetic")
+                    yield RawBar(source, symbol, timeframe, ts_open, ts_close, o[k][step], h[k][step], low[k][step],
+                                 c[k][step], v[k][step], "synthetic")
             if steps_left is not None:
                 steps_left -= n
 
