@@ -16,9 +16,9 @@ the target (scaling every term alike) and that fills lag the target by a bar.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,7 @@ from ata.events import (
     FillReported,
     Message,
     OrderDenied,
+    RegimeLabel,
     RegimeStateUpdated,
     SubmitOrder,
     TargetProposed,
@@ -36,6 +37,9 @@ from ata.events import (
 from ata.quant.accounting import Portfolio
 
 UNATTRIBUTED = "unattributed"
+_UNATTRIBUTED_ONLY: Final = {UNATTRIBUTED: 1.0}
+#: A regime label's text by member (an enum's ``.value`` is a descriptor call; two states arrive per bar).
+_LABELS: Final = {label: label.value for label in RegimeLabel}
 TOPICS = ("market.bars.v1", "orders.fills.v1", "orders.commands.v1", "strategy.targets.v1", "regime.states.v1",
           "risk.decisions.v1")
 
@@ -75,7 +79,8 @@ class Recorder:
         self._current_ts: int | None = None
         self._close: dict[str, float] = {}
         self._regime: dict[str, str] = {}
-        self._shares: dict[str, dict[str, float]] = {}  # symbol -> strategy -> share of the target
+        self._targets: dict[str, TargetProposed] = {}  # symbol -> target in force
+        self._books: dict[type[Message], Callable[[Message], None]] = {}
         self._pnl_seen: dict[str, float] = {}
         self._trade_open: dict[str, float] = {}
         self.trade_pnls: list[float] = []
@@ -88,27 +93,38 @@ class Recorder:
     async def start(self) -> list[Message]:
         return []
 
-    async def handle(self, message: Message) -> Sequence[Message]:
-        if isinstance(message, BarClosed):
-            self._on_bar(message)
-        elif isinstance(message, FillReported):
-            self._on_fill(message)
-        elif isinstance(message, TargetProposed):
-            self._on_target(message)
-        elif isinstance(message, RegimeStateUpdated):
-            self._regime[message.symbol] = message.confirmed_label.value
-        elif isinstance(message, SubmitOrder):
-            self.orders.append({"ts": message.ts_event, "client_order_id": message.client_order_id, "symbol": message.symbol,
-                                "side": message.side.value, "quantity": message.quantity, "reason": message.reason})
-        elif isinstance(message, OrderDenied):
-            self.denials[message.reason.value] += 1
+    def handle(self, message: Message) -> Sequence[Message]:
+        """Book ``message``; the recorder publishes nothing."""
+        book = self._books.get(type(message))
+        if book is None:
+            book = self._books[type(message)] = self._book_for(message)
+        book(message)
         return ()
 
+    def _book_for(self, message: Message) -> Callable[[Message], None]:
+        """How a message of this type is booked (looked up once per type: a message's type decides it)."""
+        books: tuple[tuple[type[Message], Callable[[Any], None]], ...] = (
+            (BarClosed, self._on_bar), (FillReported, self._on_fill), (TargetProposed, self._on_target),
+            (RegimeStateUpdated, self._on_regime), (SubmitOrder, self._on_order), (OrderDenied, self._on_denial))
+        return next((book for kind, book in books if isinstance(message, kind)), _ignore)
+
+    def _on_regime(self, state: RegimeStateUpdated) -> None:
+        self._regime[state.symbol] = _LABELS[state.confirmed_label]
+
+    def _on_order(self, order: SubmitOrder) -> None:
+        self.orders.append({"ts": order.ts_event, "client_order_id": order.client_order_id, "symbol": order.symbol,
+                            "side": order.side.value, "quantity": order.quantity, "reason": order.reason})
+
+    def _on_denial(self, denial: OrderDenied) -> None:
+        self.denials[denial.reason.value] += 1
+
     def _on_bar(self, bar: BarClosed) -> None:
-        if self._current_ts is not None and bar.ts_event > self._current_ts:
-            self._sample()
-        if self._current_ts is None or bar.ts_event > self._current_ts:
-            self._current_ts = bar.ts_event
+        ts = bar.ts_event
+        current = self._current_ts
+        if current is None or ts > current:
+            if current is not None:
+                self._sample()
+            self._current_ts = ts
         self.bars += 1
         self._close[bar.symbol] = bar.close
         self.portfolio.mark(bar.symbol, bar.close)
@@ -145,29 +161,36 @@ class Recorder:
                 self._trade_open[symbol] = now
 
     def _on_target(self, target: TargetProposed) -> None:
-        total = target.target_weight
-        if total == 0.0 or not target.contributions:
-            self._shares[target.symbol] = {}
-            return
-        self._shares[target.symbol] = {c.strategy: c.weight * c.strength / total for c in target.contributions}
+        self._targets[target.symbol] = target
+
+    def _shares(self, symbol: str) -> dict[str, float]:
+        """Each strategy's share of ``symbol``'s target in force (``unattributed`` without one, or for a zero one)."""
+        target = self._targets.get(symbol)
+        total = 0.0 if target is None else target.target_weight
+        if target is None or total == 0.0 or not target.contributions:
+            return _UNATTRIBUTED_ONLY
+        return {c.strategy: c.weight * c.strength / total for c in target.contributions}
 
     def _sample(self) -> None:
         assert self._current_ts is not None
         portfolio = self.portfolio
         regime = self._regime.get(MARKET_KEY) or next(iter(self._regime.values()), "")
-        for symbol in portfolio.positions:
-            pnl = self._symbol_pnl(symbol)
+        values: dict[str, float] = {}
+        for symbol, position in portfolio.positions.items():
+            pnl = position.realized_pnl + position.unrealized_pnl - position.fees  # _symbol_pnl, inlined
             delta = pnl - self._pnl_seen.get(symbol, 0.0)
             self._pnl_seen[symbol] = pnl
+            if position.quantity != 0.0:
+                values[symbol] = position.market_value
             if delta == 0.0:
                 continue
-            shares = self._shares.get(symbol) or {UNATTRIBUTED: 1.0}
-            for strategy, share in shares.items():
+            by_strategy = self.by_regime[regime or "unknown"]
+            for strategy, share in self._shares(symbol).items():
                 self.attribution[strategy] += delta * share
-                self.by_regime[regime or "unknown"][strategy] += delta * share
+                by_strategy[strategy] += delta * share
         self._ts.append(self._current_ts)
         self._equity.append(portfolio.equity)
-        self._values.append({s: p.market_value for s, p in portfolio.positions.items() if p.quantity != 0.0})
+        self._values.append(values)
         self._regimes.append(regime)
 
     def finish(self, messages: dict[str, int] | None = None) -> Records:
@@ -186,3 +209,7 @@ class Recorder:
             attribution_by_regime={r: dict(v) for r, v in self.by_regime.items()}, denials=dict(self.denials),
             bars=self.bars, initial_cash=self.initial_cash, messages=dict(messages or {}),
         )
+
+
+def _ignore(_message: Message) -> None:
+    """Booking of a message type the recorder keeps nothing of."""

@@ -16,7 +16,7 @@ shells, and why:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter
@@ -67,7 +67,10 @@ class Stage(Protocol):
         """Outputs of starting (e.g. execution's reconciliation); usually none."""
         ...
 
-    async def handle(self, message: Message) -> Sequence[Message]: ...
+    def handle(self, message: Message) -> Sequence[Message] | Awaitable[Sequence[Message]]:
+        """Outputs of ``message``: returned where the core is synchronous, by a coroutine where it awaits
+        (the bus awaits only coroutine functions, see :mod:`ata.backtest.dispatch`)."""
+        ...
 
 
 def source_of(name: str) -> str:
@@ -97,7 +100,7 @@ class RegimeStage(_Base):
         self.detector = RegimeDetector(params)
         self.source = source_of(self.name)
 
-    async def handle(self, message: Message) -> Sequence[Message]:
+    def handle(self, message: Message) -> Sequence[Message]:
         if not isinstance(message, BarClosed):
             return []
         detector = self.detector
@@ -116,7 +119,7 @@ class SentimentStage(_Base):
     def __init__(self, params: EngineParams | None = None, scorer: Scorer | None = None) -> None:
         self.engine = SentimentEngine(scorer or Scorer(), params, source=source_of(self.name))
 
-    async def handle(self, message: Message) -> Sequence[Message]:
+    def handle(self, message: Message) -> Sequence[Message]:
         if isinstance(message, NewsPublished):
             return self.engine.on_news(message)
         if isinstance(message, BarClosed):
@@ -134,7 +137,7 @@ class StrategyStage(_Base):
     def __init__(self, engine: StrategyEngine) -> None:
         self.engine = engine
 
-    async def handle(self, message: Message) -> Sequence[Message]:
+    def handle(self, message: Message) -> Sequence[Message]:
         return self.engine.handle(message)
 
 
@@ -166,7 +169,7 @@ class RiskStage(_Base):
     def __init__(self, settings: RiskSettings) -> None:
         self.engine = RiskEngine(settings, source=source_of(self.name))
 
-    async def handle(self, message: Message) -> Sequence[Message]:
+    def handle(self, message: Message) -> Sequence[Message]:
         return self.engine.handle(message)
 
 
