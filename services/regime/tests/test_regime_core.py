@@ -6,7 +6,7 @@ import itertools
 import json
 import math
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -191,6 +191,15 @@ def test_late_refit_result_equals_filter_run_with_new_parameters_over_the_gap(ba
     assert det.snapshot()["tracks"]["AAA"]["ms2"]["probabilities"] == pytest.approx(
         inline.snapshot()["tracks"]["AAA"]["ms2"]["probabilities"], abs=1e-12
     )
+
+
+def test_params_read_from_a_config_file_run_like_the_same_params_in_code(
+    base_bars: list[BarInput], base_states: list[RegimeState]
+) -> None:
+    # a TOML or JSON [regime] table gives lists where DetectorParams declares tuples
+    from_file = DetectorParams(**json.loads(json.dumps(asdict(SMALL))))
+    assert from_file == SMALL
+    assert run(base_bars, RegimeDetector(from_file)) == base_states
 
 
 def test_label_rule_tree_and_probabilities() -> None:

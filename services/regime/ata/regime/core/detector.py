@@ -70,6 +70,8 @@ class DetectorParams:
     min_bucket_bars: int = 3
 
     def __post_init__(self) -> None:
+        # A config file gives a list (TOML and JSON have no tuples); the lookbacks key a cache.
+        object.__setattr__(self, "momentum_lookbacks", tuple(self.momentum_lookbacks))
         if not self.momentum_lookbacks or min(self.momentum_lookbacks) < 1:
             raise ValueError("momentum_lookbacks must be positive")
         if self.min_fit_bars < 50 or self.min_fit_bars > self.fit_window_bars:
