@@ -1,16 +1,18 @@
-"""Targets beyond an exposure limit are sized down to it (denied only when nothing fits), and a
-backlog of targets is judged at its own bar times (rate throttle, staleness) on the market clock."""
+"""Targets beyond an exposure limit are sized down to it (denied only when nothing fits, once while the
+same target stays at the same limit), and a backlog of targets is judged at its own bar times (rate
+throttle, staleness) on the market clock."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from ata.events import DenialReason, Message, OrderDenied, SubmitOrder
+from ata.events import DenialReason, Message, OrderDenied, RiskLimits, SetRiskLimits, SubmitOrder
 from ata.risk.config import RiskSettings
 from ata.risk.core import RiskEngine
-from ata.risk.testing import EQUITY_SIZING, NS_PER_S, T0, bar, fill, fill_for, target
+from ata.risk.testing import EQUITY_SIZING, NS_PER_S, T0, bar, command, fill, fill_for, target
 
 MINUTE = 60 * NS_PER_S
 
@@ -63,6 +65,50 @@ def test_risk_position_limit_denies_only_when_nothing_can_be_traded() -> None:
     assert denied.reason is DenialReason.MAX_POSITION and engine.clips == {}
     [reducing] = orders(engine.handle(target("AAA", T0, 0.1, 100.0, key=1)))  # reducing orders are never clipped
     assert reducing.quantity == 2000 and "clipped" not in reducing.reason
+
+
+def test_risk_a_target_held_at_its_limit_is_denied_once_until_target_or_limit_changes() -> None:
+    """A position already at its limit and a target asking for more, bar after bar: one denial when the limit
+    starts binding, then none while target weight and limits stay the same (each repeat counted, also across a
+    restore from the cached state); a new weight, new limits, or the limit binding again after an order each get
+    their denial."""
+    settings = RiskSettings(symbols=("AAA",), **EQUITY_SIZING, max_order_notional=1e6, max_position_notional=300_000.0)
+    engine = RiskEngine(settings)
+    engine.handle(bar("AAA", T0, 100.0))
+    engine.handle(fill("AAA", T0, 3000, 100.0, client_order_id="ata-hold-AAA"))  # 300,000: at the position limit
+
+    def decide(minute: int, weight: float) -> list[Message]:
+        """The decisions (orders, denials) on a ``weight`` target for AAA at ``minute``, after its bar."""
+        engine.handle(bar("AAA", T0 + minute * MINUTE, 100.0))
+        return [m for m in engine.handle(target("AAA", T0 + minute * MINUTE, weight, 100.0))
+                if isinstance(m, SubmitOrder | OrderDenied)]
+
+    [first] = decide(1, 0.5)
+    assert isinstance(first, OrderDenied) and first.reason is DenialReason.MAX_POSITION
+    assert decide(2, 0.5) == [] and decide(3, 0.5) == []
+    assert engine.repeats_suppressed == {"MAX_POSITION": 2} and engine.decisions == {"MAX_POSITION": 1}
+    engine = RiskEngine.restore(settings, json.loads(json.dumps(engine.snapshot())))
+    assert decide(4, 0.5) == [] and engine.repeats_suppressed == {"MAX_POSITION": 3}
+
+    [new_weight] = decide(5, 0.6)
+    assert isinstance(new_weight, OrderDenied) and new_weight.reason is DenialReason.MAX_POSITION
+    assert decide(6, 0.6) == []
+    tighter = RiskLimits(max_position_notional=250_000.0)
+    engine.handle(command(SetRiskLimits, T0 + 7 * MINUTE, limits=tighter, symbols=("AAA",), reason="tighten"))
+    [new_limits] = decide(7, 0.6)
+    assert isinstance(new_limits, OrderDenied) and new_limits.reason is DenialReason.MAX_POSITION
+    assert decide(8, 0.6) == []
+
+    [reducing] = decide(9, 0.1)  # to 1,000: trading resumes, the episode ends
+    assert isinstance(reducing, SubmitOrder) and reducing.quantity == 2000
+    engine.handle(fill_for(reducing, T0 + 10 * MINUTE, 100.0))
+    [back_up] = decide(10, 0.6)  # to the 250,000 limit
+    assert isinstance(back_up, SubmitOrder) and back_up.quantity == 1500 and "clipped by MAX_POSITION" in back_up.reason
+    engine.handle(fill_for(back_up, T0 + 11 * MINUTE, 100.0))
+    [again] = decide(11, 0.6)
+    assert isinstance(again, OrderDenied) and again.reason is DenialReason.MAX_POSITION
+    assert decide(12, 0.6) == []
+    assert engine.repeats_suppressed == {"MAX_POSITION": 6} and engine.decisions["MAX_POSITION"] == 4
 
 
 def test_risk_a_backlog_of_targets_is_throttled_and_judged_stale_at_its_own_bar_times() -> None:

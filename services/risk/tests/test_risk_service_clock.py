@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY as METRICS
 from ata.events import DenialReason, JournalAvailabilityChanged, Message, OrderDenied, SubmitOrder, TopicRegistry
 from ata.risk.config import RiskSettings
 from ata.risk.service import SUBSCRIPTIONS, RiskService, renamed_registry
-from ata.risk.testing import EQUITY_SIZING, NS_PER_S, T0, bar, target
+from ata.risk.testing import EQUITY_SIZING, NS_PER_S, T0, bar, fill_for, target
 from ata.runtime.bus import KafkaBus
 from ata.runtime.config import RuntimeSettings
 from ata.runtime.kafka import provision_topics
@@ -146,3 +146,28 @@ async def test_risk_service_sizes_a_target_down_to_the_position_limit(kafka_boot
         await service.stop()
     assert isinstance(order, SubmitOrder) and order.quantity == 3000 and "clipped by MAX_POSITION" in order.reason
     assert METRICS.get_sample_value("ata_risk_orders_clipped_total", {"limit": "MAX_POSITION"}) == clipped + 1
+
+
+async def test_risk_service_denies_a_target_at_its_limit_once_and_counts_the_repeats(
+        kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]) -> None:
+    service, runtime, registry, names = await market_time_service(kafka_bootstrap, redis_url, unique_name,
+                                                                  max_position_notional=300_000.0)
+    labels = {"limit": "MAX_POSITION"}
+    repeats = METRICS.get_sample_value("ata_risk_repeat_denials_suppressed_total", labels) or 0.0
+    await service.start()
+    try:
+        async with KafkaBus(runtime, service="feeder", registry=registry) as bus:
+            await bus.publish([bar("AAA", T0, 100.0), target("AAA", T0, 0.5, 100.0)])
+            [order] = await decisions(kafka_bootstrap, names, 1)  # clipped to the 300,000 limit
+            await bus.publish([fill_for(order, T0, 100.0)])
+            await until(lambda: service.engine.portfolio.quantity("AAA") == 3000, "the fill booked")
+            for minute in (1, 2, 3):  # the same target, bar after bar, with the position at the limit
+                await bus.publish([bar("AAA", T0 + minute * MINUTE, 100.0), target("AAA", T0 + minute * MINUTE, 0.5, 100.0)])
+            await until(lambda: service.engine.repeats_suppressed["MAX_POSITION"] == 2, "the repeats suppressed")
+            found = await decisions(kafka_bootstrap, names, 2)
+    finally:
+        await service.stop()
+    assert len(found) == 2
+    [denied] = [m for m in found if isinstance(m, OrderDenied)]
+    assert denied.reason is DenialReason.MAX_POSITION
+    assert METRICS.get_sample_value("ata_risk_repeat_denials_suppressed_total", labels) == repeats + 2

@@ -24,6 +24,11 @@ The engine releases them on event time; the shell bounds the wait on the machine
 every ``tick_interval_ms``: when the oldest waiting target has waited ``target_wait_ms``, every
 waiting target is decided as things stand, counted in ``ata_risk_target_wait_expired_total`` and
 logged, so a lost fill report or bar delays trading by at most that bound.
+
+A target that asks for more while its position already sits at an exposure limit is denied once,
+when the limit starts binding, and not again on every bar while target and limits stay the same
+(see :mod:`ata.risk.core.engine`); each repeat is counted in
+``ata_risk_repeat_denials_suppressed_total{limit}`` instead of published.
 """
 
 from __future__ import annotations
@@ -76,6 +81,10 @@ STATE_LEVEL = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HA
 
 CLIPPED = metrics.counter("ata_risk_orders_clipped_total", "Orders sized down to an exposure limit, by the tightest limit",
                           ("limit",))
+REPEATS_SUPPRESSED = metrics.counter(
+    "ata_risk_repeat_denials_suppressed_total",
+    "Denials not published again: the same target against the same limit its position already sits at, by limit",
+    ("limit",))
 DECISIONS = metrics.counter("ata_risk_orders_total", "Order decisions: approved, or the denial reason code", ("decision",))
 EQUITY = metrics.gauge("ata_risk_equity", "Portfolio equity (account currency)")
 DRAWDOWN = metrics.gauge("ata_risk_drawdown_ratio", "Drawdown from the high-water mark (fraction)")
@@ -123,6 +132,7 @@ class RiskService(Service):
         self._held: list[Message] = []  # wall-stamped inputs received before any market data (clock=market)
         self._decisions = CountsExport(DECISIONS)
         self._clips = CountsExport(CLIPPED)
+        self._repeats = CountsExport(REPEATS_SUPPRESSED)
         self._oldest_wait: tuple[uuid.UUID, float] | None = None  # oldest waiting target, monotonic time first seen
 
     @classmethod
@@ -136,6 +146,7 @@ class RiskService(Service):
             # Counts restored with the state were exported by the run that made them.
             self._decisions = CountsExport(DECISIONS, self.engine.decisions)
             self._clips = CountsExport(CLIPPED, self.engine.clips)
+            self._repeats = CountsExport(REPEATS_SUPPRESSED, self.engine.repeats_suppressed)
         self._export()
 
     async def on_stop(self) -> None:
@@ -214,6 +225,7 @@ class RiskService(Service):
         """Export what the engine counted since the last call, and the portfolio gauges."""
         self._decisions.export(self.engine.decisions)
         self._clips.export(self.engine.clips)
+        self._repeats.export(self.engine.repeats_suppressed)
         self._export()
 
     def _export(self) -> None:

@@ -19,6 +19,13 @@ not happen at T will not); a shell bounds the wait on its own clock with
 :meth:`RiskEngine.release_waiting`, so a lost fill cannot hold trading. Inputs of other symbols
 stamped after T do not release it: in a free-running replay partitions run ahead of each other. Targets
 released together are decided in a canonical order. ``target_wait_ms = 0`` switches this off.
+
+A target none of which fits the exposure limits (its symbol's position, with orders in flight, already
+sits at a position, gross, net, leverage or cluster limit) is denied with that limit's reason once, when
+the limit starts binding: the same target weight denied for the same reason under the same symbol
+limits is not denied again on every following bar, only counted in :attr:`RiskEngine.repeats_suppressed`.
+Any other outcome for the symbol (an order, another denial, nothing left to trade) ends the episode,
+so the next time the limit binds its denial goes out again; so does a changed target weight or limit.
 """
 
 from __future__ import annotations
@@ -84,6 +91,25 @@ TERMINAL_ORDER_EVENTS = (OrderCanceled, OrderRejected, OrderExpired)
 
 def limits_from(settings: RiskSettings) -> Limits:
     return Limits(**{name: getattr(settings, name) for name in Limits.__dataclass_fields__})
+
+
+@dataclass(frozen=True, slots=True)
+class AtLimit:
+    """A symbol's target denied because its position already sits at an exposure limit (see the module doc)."""
+
+    target_weight: float
+    max_weight: float | None  # an oversight modification's bound on the target, if any
+    reason: DenialReason
+    limits: Limits
+
+    def to_state(self) -> list[Any]:
+        return [self.target_weight, self.max_weight, self.reason.value, self.limits.to_state()]
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> AtLimit:
+        weight, max_weight, reason, limits = state
+        return cls(float(weight), None if max_weight is None else float(max_weight), DenialReason(reason),
+                   Limits.from_state(limits))
 
 
 @dataclass(slots=True)
@@ -174,6 +200,8 @@ class RiskEngine:
         self.last_ts_ns = 0
         self.decisions: Counter[str] = Counter()  # "approved" or a DenialReason value -> count
         self.clips: Counter[str] = Counter()  # orders sized down to a limit, by the tightest limit's reason code
+        self.at_limit: dict[str, AtLimit] = {}  # by symbol: the at-limit denial last published, while it holds
+        self.repeats_suppressed: Counter[str] = Counter()  # at-limit denials not repeated, by reason code
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, message: Message) -> list[Message]:
@@ -735,6 +763,7 @@ class RiskEngine:
 
     def _decide(self, target: TargetProposed, max_weight: float | None, out: list[Message]) -> None:
         symbol = target.symbol
+        at_limit = self.at_limit.pop(symbol, None)  # put back only while this target repeats the same denial
         market = self.markets.get(symbol)
         if market is not None:
             price = market.last_price if market.has_price else target.reference_price
@@ -764,11 +793,28 @@ class RiskEngine:
         order = self.order_check(symbol, delta, target.reference_price, ts)
         fitted, binding = clip_to_limits(order)
         fitted = _to_lot(fitted, lot)
-        if binding and fitted != 0:  # nothing fits: the order goes on whole and is denied with the limit's reason
+        if binding and fitted != 0:
             order = self.order_check(symbol, fitted, target.reference_price, ts)
             reason += f"; clipped by {', '.join(r.value for r in binding)}"
             self.clips[binding[-1].value] += 1
-        self._judge(target, order, reason, out)
+        elif binding and self._repeats_at_limit(target, max_weight, order, binding, at_limit):
+            return
+        self._judge(target, order, reason, out)  # nothing fits: the order goes on whole and is denied with the limit's reason
+
+    def _repeats_at_limit(self, target: TargetProposed, max_weight: float | None, order: checks.OrderCheck,
+                          binding: tuple[DenialReason, ...], previous: AtLimit | None) -> bool:
+        """For a target none of which fits the limits: whether its denial repeats ``previous``, the symbol's
+        at-limit denial still in force (then it is counted instead of published). Records the denial it will
+        get when an exposure limit named by ``binding`` is what denies it (another check may deny first)."""
+        denial = checks.run_checks(order)
+        if denial is None or denial.reason not in binding:
+            return False
+        current = AtLimit(target.target_weight, max_weight, denial.reason, order.limits)
+        self.at_limit[target.symbol] = current
+        if current != previous:
+            return False
+        self.repeats_suppressed[denial.reason.value] += 1
+        return True
 
     # ------------------------------------------------------------------ snapshots
     def portfolio_snapshot(self, cause: Message, index: int) -> PortfolioSnapshotTaken:
@@ -825,6 +871,8 @@ class RiskEngine:
             "last_ts_ns": self.last_ts_ns,
             "decisions": dict(sorted(self.decisions.items())),
             "clips": dict(sorted(self.clips.items())),
+            "at_limit": {s: a.to_state() for s, a in sorted(self.at_limit.items())},
+            "repeats_suppressed": dict(sorted(self.repeats_suppressed.items())),
         }
 
     @classmethod
@@ -867,6 +915,8 @@ class RiskEngine:
         engine.last_ts_ns = int(state["last_ts_ns"])
         engine.decisions = Counter(state["decisions"])
         engine.clips = Counter(state.get("clips", {}))
+        engine.at_limit = {s: AtLimit.from_state(a) for s, a in state.get("at_limit", {}).items()}
+        engine.repeats_suppressed = Counter(state.get("repeats_suppressed", {}))
         return engine
 
 
