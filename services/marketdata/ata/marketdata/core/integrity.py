@@ -430,11 +430,11 @@ class IntegrityChecker:
                 self._compare_sources(raw, state, report)
             state.last_quarantined = quarantined
 
-        out: list[Message] = []
-        if not quarantined:
-            out.append(self._events.bar(raw, ts_init))
-        out.extend(anomalies)
-        anomalous = any(a.severity is not Severity.INFO for a in anomalies)
+        out: list[Message] = [] if quarantined else [self._events.bar(raw, ts_init)]
+        anomalous = False
+        if anomalies:  # rare: a clean bar skips building the generator below
+            out.extend(anomalies)
+            anomalous = any(a.severity is not Severity.INFO for a in anomalies)
         if quarantined and not anomalous:
             return out  # a harmless redelivery (identical duplicate) says nothing about reliability
         out.extend(self._breaker_outcome(raw.symbol, state, anomalous=anomalous, key=(raw.source, *key), ts=raw.ts_close,
