@@ -7,17 +7,18 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+import pytest
 
-from ata.events import REGISTRY, OversightReviewed, TopicRegistry, Verdict
+from ata.events import REGISTRY, Message, OversightReviewed, TopicRegistry, Verdict
 from ata.oversight.config import OversightSettings
 from ata.oversight.core import data_block
-from ata.oversight.service import SUBSCRIPTIONS, OversightService
+from ata.oversight.service import SUBSCRIPTIONS, OversightService, batch_pause_s
 from ata.oversight.testing import T0, Action, Reply, ScriptedLLMServer, Stall, collect, target, verdict_json
-from ata.runtime.bus import KafkaBus
+from ata.runtime.bus import Delivery, KafkaBus
 from ata.runtime.config import RuntimeSettings
 from ata.runtime.kafka import provision_topics
 
@@ -78,3 +79,52 @@ async def test_verdicts_decided_before_a_provider_call_are_published_while_it_is
     assert verdicts["AFTER"].verdict is Verdict.APPROVE and verdicts["AFTER"].subject_event_id == after.event_id
     assert len([m for m in every if isinstance(m, OversightReviewed)]) == 3  # none published twice
     assert len(server.requests) == 1
+
+
+def test_batches_pause_only_where_nothing_waits_for_the_verdicts() -> None:
+    assert batch_pause_s("advisory", 100, full=False, elapsed_s=0.03) == pytest.approx(0.07)
+    assert batch_pause_s("off", 100, full=False, elapsed_s=0.0) == pytest.approx(0.1)
+    assert batch_pause_s("advisory", 100, full=False, elapsed_s=0.2) == 0.0  # a slow batch: no pause
+    assert batch_pause_s("advisory", 100, full=True, elapsed_s=0.0) == 0.0  # more is waiting
+    assert batch_pause_s("advisory", 0, full=False, elapsed_s=0.0) == 0.0
+    assert batch_pause_s("gating", 100, full=False, elapsed_s=0.0) == 0.0  # risk waits for these verdicts
+
+
+class CountingService(OversightService):
+    """Records the size of every batch it is handed."""
+
+    sizes: list[int]
+
+    async def handle_batch(self, batch: Sequence[tuple[Message, Delivery]]) -> Sequence[Sequence[Message] | Exception]:
+        self.sizes.append(len(batch))
+        return await super().handle_batch(batch)
+
+
+async def test_subjects_arriving_during_the_pause_are_reviewed_in_one_batch(
+    kafka_bootstrap: str, redis_url: str, unique_name: Callable[[str], str]
+) -> None:
+    names = {t: unique_name(t.split(".")[1]) for t in (*SUBSCRIPTIONS, REVIEWS)}
+    registry = REGISTRY.renamed(names)
+    await asyncio.to_thread(provision_topics, kafka_bootstrap, [registry.get(n) for n in names.values()])
+    tag = uuid.uuid4().hex[:8]
+    runtime = RuntimeSettings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, instance_id=f"oversight-{tag}", http_port=0)
+    # A long pause (generous beside the few publications made during it); every target is reviewed (rules).
+    settings = OversightSettings(mode="advisory", batch_interval_ms=5_000, review_min_notional=0,
+                                 redis_prefix=f"ata:oversight:test:{tag}")
+    service = CountingService(runtime, settings, registry=registry, topic_names=names, group_id=f"oversight-{tag}",
+                              heartbeat_topic=unique_name("heartbeats"))
+    service.sizes = []
+    first, *later = [target(symbol, T0 + i, 0.5) for i, symbol in enumerate(("AAA", "BBB", "CCC", "DDD"))]
+    await service.start()
+    try:
+        async with KafkaBus(runtime, service="feeder", registry=registry) as bus:
+            await bus.publish_routed([(names["strategy.targets.v1"], first, first.symbol)])
+            await until(lambda: service.sizes == [1], "the first batch")
+            for subject in later:  # one by one, while the service pauses after the first batch
+                await bus.publish_routed([(names["strategy.targets.v1"], subject, subject.symbol)])
+        every = await collect(kafka_bootstrap, names[REVIEWS], lambda seen: len(reviewed(seen)) == 4, timeout_s=WAIT_S)
+    finally:
+        await service.stop()
+    assert service.sizes == [1, 3]
+    assert {m.subject_event_id for m in every if isinstance(m, OversightReviewed)} == {
+        t.event_id for t in (first, *later)}

@@ -57,6 +57,12 @@ class OversightSettings(ServiceSettings):
     cache_ttl_s: int = Field(86_400, ge=0, description="prompt/response cache lifetime; 0 disables the cache")
     redis_prefix: str = Field("ata:oversight", min_length=1, description="Redis key prefix of cache and budgets")
 
+    # Consumption
+    batch_interval_ms: int = Field(100, ge=0, le=10_000, description=(
+        "advisory and off modes: after a batch that was not full, the next one starts this long after it began at "
+        "the earliest (verdicts wait as long), so subjects gather into fewer, larger batches; 0: no pause. Gating "
+        "mode never pauses: risk waits for its verdicts"))
+
     # What is reviewed
     review_min_notional: float = Field(100_000.0, ge=0, description="targets with |weight| x account_equity at least this")
     review_min_abs_weight: float = Field(0.25, ge=0, description="targets with |weight| at least this")
