@@ -50,11 +50,11 @@ def raw_bar(ts_open: int = TS, **changes: object) -> RawBar:
 prices = st.floats(min_value=5e-324, max_value=1e300, allow_nan=False, allow_infinity=False)
 
 
-@given(prices, prices, prices, prices, st.floats(0.0, 1e300) | st.just(-0.0), st.integers(0, 2**62),
+@given(st.lists(prices, min_size=4, max_size=4), st.floats(0.0, 1e300) | st.just(-0.0), st.integers(0, 2**62),
        st.integers(0, 2**62), st.sampled_from(["", "venue-x"]))
-def test_bar_equals_validated_construction(a: float, b: float, c: float, d: float, volume: float, ts_open: int,
-                                           ts_init: int, venue: str) -> None:
-    low, o, close, high = sorted((a, b, c, d))
+def test_bar_equals_validated_construction(four_prices: list[float], volume: float, ts_open: int, ts_init: int,
+                                           venue: str) -> None:
+    low, o, close, high = sorted(four_prices)
     events = CleanEvents(SOURCE)
     for raw in (raw_bar(ts_open, venue=venue), raw_bar(ts_open + 1, open=o, high=high, low=low, close=close,
                                                        volume=volume, venue=venue)):
