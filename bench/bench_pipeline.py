@@ -27,6 +27,10 @@ Phases, services first, then the raw pipeline (with the services stopped, so the
   and the largest backlog seen (bars published, not yet committed by the slowest service): a backlog that grows
   to the whole phase means the rate was not sustained and the latency is queueing.
 - **rate** (``speed_factor`` 0): market data publishes ``rate_bars`` bars at once; the pipeline drains them.
+  The end of a phase carries a fixed tail (the last hops' fetch waits, the journal's and oversight's
+  batch pacing, the idle check), which a short phase measures instead of the sustained rate: 1,500 bars
+  gave 635 bars/s while every service drained at 1,900-5,800 bars/s, 5,000 bars 805 bars/s. (20,000 bars,
+  the raw pipeline's count, did not reach idle within the phase timeout in one try; not yet understood.)
   Rate = bars / (first bar published → every service committed every bar, then every consumer group idle on
   every topic it reads: :class:`~ata.runtime.quiescence.PipelineGate`, heartbeats aside). Services commit only
   after a message's outputs are acknowledged, so that is when every consequence (targets, orders, fills,
@@ -639,8 +643,8 @@ def _process_metrics(rate: PhaseResult, unit: str) -> list[Metric]:
     "bars through every service on the embedded broker against a raw 3-hop aiokafka pipeline, same run: "
     "rate >= 60 % of raw; p99 bar -> order decision <= 1.5 x raw p99 at 500 bars/s",
     params={"symbols": 10, "rate_per_s": 500, "paced_bars": 1_000, "low_rate_per_s": 50, "low_bars": 500,
-            "rate_bars": 1_500, "raw_messages": 20_000},
-    quick={"paced_bars": 500, "low_bars": 300, "rate_bars": 600, "raw_messages": 5_000},
+            "rate_bars": 5_000, "raw_messages": 20_000},
+    quick={"paced_bars": 500, "low_bars": 300, "rate_bars": 2_000, "raw_messages": 5_000},
 )
 def bench_pipeline(ctx: Context) -> list[Metric]:
     p = ctx.params
