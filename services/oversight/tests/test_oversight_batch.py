@@ -16,8 +16,9 @@ import pytest
 from ata.events import REGISTRY, Message, OversightReviewed, TopicRegistry, Verdict
 from ata.oversight.config import OversightSettings
 from ata.oversight.core import data_block
-from ata.oversight.service import SUBSCRIPTIONS, OversightService, batch_pause_s
+from ata.oversight.service import SUBSCRIPTIONS, OversightService
 from ata.oversight.testing import T0, Action, Reply, ScriptedLLMServer, Stall, collect, target, verdict_json
+from ata.runtime.batching import pause_after_batch_s
 from ata.runtime.bus import Delivery, KafkaBus
 from ata.runtime.config import RuntimeSettings
 from ata.runtime.kafka import provision_topics
@@ -79,6 +80,12 @@ async def test_verdicts_decided_before_a_provider_call_are_published_while_it_is
     assert verdicts["AFTER"].verdict is Verdict.APPROVE and verdicts["AFTER"].subject_event_id == after.event_id
     assert len([m for m in every if isinstance(m, OversightReviewed)]) == 3  # none published twice
     assert len(server.requests) == 1
+
+
+def batch_pause_s(mode: str, interval_ms: int, *, full: bool, elapsed_s: float) -> float:
+    """The pause the runtime takes after an oversight batch in ``mode`` (its interval through the runtime's rule)."""
+    service = OversightService(RuntimeSettings(http_port=0), OversightSettings(mode=mode, batch_interval_ms=interval_ms))
+    return pause_after_batch_s(service.batch_interval_s(), full=full, elapsed_s=elapsed_s)
 
 
 def test_batches_pause_only_where_nothing_waits_for_the_verdicts() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from ata.events import Message
 from ata.runtime.bus import Delivery
 
-__all__ = ["each_message"]
+__all__ = ["each_message", "pause_after_batch_s"]
 
 
 def each_message(batch: Sequence[tuple[Message, Delivery]],
@@ -21,3 +21,11 @@ def each_message(batch: Sequence[tuple[Message, Delivery]],
         except Exception as exc:  # one bad message must not stop the others
             results.append(exc)
     return results
+
+
+def pause_after_batch_s(interval_s: float, *, full: bool, elapsed_s: float) -> float:
+    """How long a paced consumer waits after a batch that took ``elapsed_s``: what is left of ``interval_s``,
+    and nothing after a full batch (more is waiting) or with pacing off (``interval_s`` 0)."""
+    if full or interval_s <= 0:
+        return 0.0
+    return max(0.0, interval_s - elapsed_s)

@@ -67,6 +67,7 @@ from opentelemetry import trace
 
 from ata.events import REGISTRY, HeartbeatEmitted, Message, ServiceStatus, Topic, TopicRegistry
 from ata.runtime import metrics, telemetry
+from ata.runtime.batching import pause_after_batch_s
 from ata.runtime.bus import Acks, ConsumerLoop, Delivery, KafkaBus, defer_acks
 from ata.runtime.config import DEFAULT_LOG_LEVEL, ConfigError, RuntimeSettings, load_settings
 from ata.runtime.heartbeat import HEARTBEAT_TOPIC, HeartbeatEmitter, HeartbeatStats
@@ -209,6 +210,13 @@ class Service:
             except Exception as exc:  # one bad message must not stop the others
                 results.append(exc)
         return results
+
+    def batch_interval_s(self) -> float:
+        """Batch pacing for a service that handles batches: after a batch that was not full, its outputs
+        acknowledged, the consumer waits until this long after the batch began, so a steady trickle shares one
+        fetch, applied-id look-up, produce call, acknowledgement wait and commit per interval. For services
+        whose outputs nothing waits on; 0 (the default) never pauses. Called once per batch."""
+        return 0.0
 
     @property
     def handles_batches(self) -> bool:
@@ -363,6 +371,7 @@ class Service:
         """One fetched batch through :meth:`handle_batch`: one span, one produce call, one acknowledgement wait."""
         attributes: dict[str, str | int] = {"messaging.batch.message_count": len(batch),
                                             "messaging.consumer.group.name": self.group_id}
+        started = time.monotonic()
         topics = sorted({delivery.topic for _, delivery in batch})
         with telemetry.consumer_batch_span(self.name, topics, [delivery.headers for _, delivery in batch], attributes=attributes):
             results = await self.handle_batch(batch)
@@ -375,6 +384,10 @@ class Service:
                     failures = [failure if failure is not None or not result else exc
                                 for failure, result in zip(failures, results, strict=True)]
         self._events_in += len(batch)
+        pause_s = pause_after_batch_s(self.batch_interval_s(), full=len(batch) >= self.settings.kafka_max_poll_records,
+                                      elapsed_s=time.monotonic() - started)
+        if pause_s > 0:
+            await asyncio.sleep(pause_s)
         return failures
 
     async def start(self) -> None:

@@ -18,18 +18,17 @@ verdict that is already decided, only the subjects behind it (as with one messag
 gating mode keep ``deadline_ms`` well below risk's oversight timeout.
 
 Pacing (advisory and off modes): nothing waits for these verdicts (risk acts on them only in gating
-mode), so after a batch that was not full the service pauses until ``batch_interval_ms`` after the
-batch began while the client goes on fetching, and the next batch holds what arrived meanwhile. A
-steady stream of subjects then costs one fetch, one applied-id look-up and write, one produce call,
-one acknowledgement wait and one commit per interval instead of per few subjects. Verdicts are
-published up to that much later. Gating mode never pauses.
+mode), so the service asks the runtime for batch pacing (:meth:`Service.batch_interval_s`,
+``batch_interval_ms``): after a batch that was not full, its verdicts published, the next batch is
+handled no sooner than the interval after this one began and holds what arrived meanwhile. A steady
+stream of subjects then costs one fetch, one applied-id look-up and write, one produce call, one
+acknowledgement wait and one commit per interval instead of per few subjects. Verdicts come up to
+that much later. Gating mode never pauses.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
@@ -118,7 +117,6 @@ class OversightService(Service):
         """
         reviewer = self.reviewer
         assert reviewer is not None, "handle_batch() before on_start()"
-        started = time.monotonic()
         results: list[Sequence[Message] | Exception] = []
         unsent: dict[int, list[Message]] = {}  # outputs not published yet, by their message's index
         for message, _ in batch:
@@ -134,12 +132,12 @@ class OversightService(Service):
             if outputs:
                 unsent[len(results)] = outputs
             results.append(outputs)
-        settings = self.oversight_settings
-        full = len(batch) >= self.settings.kafka_max_poll_records
-        pause_s = batch_pause_s(settings.mode, settings.batch_interval_ms, full=full, elapsed_s=time.monotonic() - started)
-        if pause_s > 0:
-            await asyncio.sleep(pause_s)
         return results
+
+    def batch_interval_s(self) -> float:
+        """Paced in advisory and off modes (see the module contract); never in gating mode, where risk waits for the verdicts."""
+        settings = self.oversight_settings
+        return 0.0 if settings.mode == "gating" else settings.batch_interval_ms / 1000
 
     async def _publish_decided(self, results: list[Sequence[Message] | Exception], unsent: dict[int, list[Message]]) -> None:
         """Publish ``unsent`` now and wait for the acknowledgements; on success their messages' results become
@@ -160,14 +158,6 @@ class OversightService(Service):
         review: OversightReviewed = self.engine.reviewed(request, outcome, ts_init=self.now_ns())
         _reviews_of(review.subject_type, review.verdict.value).inc()
         return review
-
-
-def batch_pause_s(mode: str, interval_ms: int, *, full: bool, elapsed_s: float) -> float:
-    """How long to pause after a batch that took ``elapsed_s`` (see the module contract on pacing): never in
-    gating mode or after a full batch (more is waiting), else what is left of the interval."""
-    if mode == "gating" or full:
-        return 0.0
-    return max(0.0, interval_ms / 1000 - elapsed_s)
 
 
 @functools.cache
